@@ -1,0 +1,194 @@
+"""The column contract between stages: names, types and class names.
+
+Every stage and every test imports column names from here; no stage spells a
+column name as a string literal of its own.  See ``shared/DESIGN.md``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Fashion-MNIST class names, in label order (0..9).
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+
+# Split names of the data set, which are also the Arize environments.
+TRAINING = "training"
+VALIDATION = "validation"
+PRODUCTION = "production"
+SPLITS: tuple[str, ...] = (TRAINING, VALIDATION, PRODUCTION)
+
+# Kinds of degradation applied to production images (ground truth for drift
+# evaluation, never a model input).
+DEGRADATION_NONE = "none"
+DEGRADATION_ROTATE = "rotate"
+DEGRADATION_BLUR = "blur"
+DEGRADATION_BOTH = "rotate+blur"
+DEGRADATIONS: tuple[str, ...] = (
+    DEGRADATION_NONE,
+    DEGRADATION_ROTATE,
+    DEGRADATION_BLUR,
+    DEGRADATION_BOTH,
+)
+
+
+class DatasetColumns:
+    """Rows of the data stage's ``datasets`` folder (one ``DatasetDict``)."""
+
+    IMAGE = "image"  # datasets.Image (PNG bytes), greyscale 28x28 for Fashion-MNIST
+    LABEL = "label"  # datasets.ClassLabel(names=CLASS_NAMES)
+    PREDICTION_TS = "prediction_ts"  # timestamp[us, tz=UTC]
+    IMAGE_ID = "image_id"  # string, stable across runs with the same seed
+    URL = "url"  # string, link to the image file, may be empty
+    DEGRADATION = "degradation"  # string, one of DEGRADATIONS
+
+    ALL: tuple[str, ...] = (IMAGE, LABEL, PREDICTION_TS, IMAGE_ID, URL, DEGRADATION)
+
+
+class EmbedColumns:
+    """Rows of the embed stage's Parquet output (one row per image)."""
+
+    IMAGE_ID = "image_id"  # string
+    SPLIT = "split"  # string, one of SPLITS
+    LABEL = "label"  # int64, actual class index
+    PREDICTION = "prediction"  # int64, predicted class index
+    PREDICTION_SCORE = "prediction_score"  # float32, top softmax probability
+    PROBABILITIES = "probabilities"  # list<float32>, NUM_CLASSES long
+    EMBEDDING = "embedding"  # list<float32>, mean of the last hidden state
+    PREDICTION_TS = "prediction_ts"  # timestamp[us, tz=UTC]
+    DEGRADATION = "degradation"  # string, carried through for evaluation only
+    MODEL_VERSION = "model_version"  # string, identifies the trained model
+    BRIGHTNESS = "brightness"  # float32, mean intensity in [0, 1]
+    CONTRAST = "contrast"  # float32, standard deviation of intensity
+    SHARPNESS = "sharpness"  # float32, variance of the Laplacian
+
+    FEATURES: tuple[str, ...] = (BRIGHTNESS, CONTRAST, SHARPNESS)
+    ALL: tuple[str, ...] = (
+        IMAGE_ID,
+        SPLIT,
+        LABEL,
+        PREDICTION,
+        PREDICTION_SCORE,
+        PROBABILITIES,
+        EMBEDDING,
+        PREDICTION_TS,
+        DEGRADATION,
+        MODEL_VERSION,
+        BRIGHTNESS,
+        CONTRAST,
+        SHARPNESS,
+    )
+
+
+class PreparedColumns:
+    """Rows of the prepare stage's Parquet output, one file per environment."""
+
+    PREDICTION_ID = "prediction_id"  # string, deterministic from model version + image_id
+    PREDICTION_TS = "prediction_ts"  # timestamp[us, tz=UTC], shifted so newest production = now
+    PREDICTION_LABEL = "prediction_label"  # string, class name
+    ACTUAL_LABEL = "actual_label"  # string, class name
+    PREDICTION_SCORE = "prediction_score"  # float32
+    IMAGE_VECTOR = "image_vector"  # list<float32>
+    IMAGE_LINK = "image_link"  # string, URL or local path of the image file
+    PROBABILITIES = "probabilities"  # list<float32>, kept for prediction-drift tests
+    IMAGE_ID = "image_id"  # string, to find the image again
+    DEGRADATION = "degradation"  # string, evaluation only, never sent as a feature
+    BRIGHTNESS = EmbedColumns.BRIGHTNESS
+    CONTRAST = EmbedColumns.CONTRAST
+    SHARPNESS = EmbedColumns.SHARPNESS
+
+    FEATURES: tuple[str, ...] = EmbedColumns.FEATURES
+    ALL: tuple[str, ...] = (
+        PREDICTION_ID,
+        PREDICTION_TS,
+        PREDICTION_LABEL,
+        ACTUAL_LABEL,
+        PREDICTION_SCORE,
+        IMAGE_VECTOR,
+        IMAGE_LINK,
+        PROBABILITIES,
+        IMAGE_ID,
+        DEGRADATION,
+        BRIGHTNESS,
+        CONTRAST,
+        SHARPNESS,
+    )
+
+
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+EMBED_ARROW_SCHEMA = pa.schema(
+    [
+        (EmbedColumns.IMAGE_ID, pa.string()),
+        (EmbedColumns.SPLIT, pa.string()),
+        (EmbedColumns.LABEL, pa.int64()),
+        (EmbedColumns.PREDICTION, pa.int64()),
+        (EmbedColumns.PREDICTION_SCORE, pa.float32()),
+        (EmbedColumns.PROBABILITIES, pa.list_(pa.float32())),
+        (EmbedColumns.EMBEDDING, pa.list_(pa.float32())),
+        (EmbedColumns.PREDICTION_TS, TIMESTAMP_TYPE),
+        (EmbedColumns.DEGRADATION, pa.string()),
+        (EmbedColumns.MODEL_VERSION, pa.string()),
+        (EmbedColumns.BRIGHTNESS, pa.float32()),
+        (EmbedColumns.CONTRAST, pa.float32()),
+        (EmbedColumns.SHARPNESS, pa.float32()),
+    ]
+)
+
+PREPARED_ARROW_SCHEMA = pa.schema(
+    [
+        (PreparedColumns.PREDICTION_ID, pa.string()),
+        (PreparedColumns.PREDICTION_TS, TIMESTAMP_TYPE),
+        (PreparedColumns.PREDICTION_LABEL, pa.string()),
+        (PreparedColumns.ACTUAL_LABEL, pa.string()),
+        (PreparedColumns.PREDICTION_SCORE, pa.float32()),
+        (PreparedColumns.IMAGE_VECTOR, pa.list_(pa.float32())),
+        (PreparedColumns.IMAGE_LINK, pa.string()),
+        (PreparedColumns.PROBABILITIES, pa.list_(pa.float32())),
+        (PreparedColumns.IMAGE_ID, pa.string()),
+        (PreparedColumns.DEGRADATION, pa.string()),
+        (PreparedColumns.BRIGHTNESS, pa.float32()),
+        (PreparedColumns.CONTRAST, pa.float32()),
+        (PreparedColumns.SHARPNESS, pa.float32()),
+    ]
+)
+
+# File names inside folder-shaped artifacts.
+EMBED_FILE = "embeddings.parquet"  # inside an embed output folder
+EMBED_FAILURES_FILE = "failures.parquet"  # rows whose image did not decode
+PREPARED_FILE_TEMPLATE = "{environment}.parquet"  # inside a prepare output folder
+PREPARED_REJECTED_FILE = "rejected.parquet"  # rows kept aside by prepare, with a reason
+
+
+def prepared_file(environment: str) -> str:
+    """File name of one environment's table inside a prepare output folder."""
+    if environment not in SPLITS:
+        raise ValueError(f"unknown environment {environment!r}; expected one of {', '.join(SPLITS)}")
+    return PREPARED_FILE_TEMPLATE.format(environment=environment)
+
+
+def missing_columns(present: list[str] | tuple[str, ...], required: tuple[str, ...]) -> list[str]:
+    """Required column names that ``present`` lacks, in contract order."""
+    have = set(present)
+    return [c for c in required if c not in have]
+
+
+def require_columns(present, required: tuple[str, ...], where: str) -> None:
+    """Raise a ValueError naming ``where`` and every missing column."""
+    missing = missing_columns(list(present), required)
+    if missing:
+        raise ValueError(
+            f"{where}: missing column(s) {', '.join(missing)}; "
+            f"expected at least {', '.join(required)}"
+        )

@@ -1,0 +1,17 @@
+"""Fixtures shared by every test module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Debian's real Fashion-MNIST IDX files (installed by scripts/setup.sh)."""
+    if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"{FASHION_MNIST_DIR} is missing: run `make setup` (installs dataset-fashion-mnist)")
+    return FASHION_MNIST_DIR
