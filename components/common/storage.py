@@ -1,16 +1,108 @@
 """Object storage: write and read bytes at a URI, and the link a record points to.
 
-``gs://bucket/key`` and ``s3://bucket/key`` (``minio://`` is the S3 API too) go to
-object storage; anything else is a local path.  Remote back ends are added by
-the pipeline work (issue 4); the local back end is complete.
+``gs://bucket/key`` goes to Google Cloud Storage (``google-cloud-storage``),
+``s3://bucket/key`` and ``minio://bucket/key`` to the S3 API (``boto3``; KFP
+standalone's store is SeaweedFS behind the S3 API, bucket ``mlpipeline``);
+anything else is a local path.
+
+Every remote call has an explicit connect/read timeout and a bounded number of
+retries, and the endpoints are injectable (:class:`StorageConfig`) so that tests
+point the clients at emulators on loopback.  Nothing is read from the
+environment at import time: :meth:`StorageConfig.from_env` reads it when a
+function is called without an explicit configuration.
+
+:func:`write_bytes` returns the *link* a record carries (``image_link``): by
+default an HTTP(S) URL (``https://storage.googleapis.com/bucket/key``,
+``https://bucket.s3.amazonaws.com/key``, or ``{endpoint}/bucket/key`` for a
+custom endpoint); ``links="uri"`` returns the ``gs://``/``s3://`` URI instead.
+:func:`read_bytes` reads back any of these forms.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 REMOTE_SCHEMES = ("gs://", "s3://", "minio://")
+LINK_STYLES = ("url", "uri")
+GCS_PUBLIC_BASE = "https://storage.googleapis.com"
+# KFP standalone keeps the historical service name for its object store (SeaweedFS since 2.15).
+DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+
+# Environment variables read by StorageConfig.from_env() at call time (never at import).
+ENV_GCS_ENDPOINT = "STORAGE_EMULATOR_HOST"  # the name google-cloud-storage itself honours
+ENV_S3_ENDPOINT = "AWS_ENDPOINT_URL"  # the name boto3 itself honours
+ENV_S3_ENDPOINT_S3 = "AWS_ENDPOINT_URL_S3"
+ENV_MINIO_ENDPOINT = "MINIO_ENDPOINT_URL"
+ENV_REGION = "AWS_DEFAULT_REGION"
+ENV_LINKS = "STORAGE_LINKS"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Endpoints, timeouts and link style for the remote back ends.
+
+    ``gcs_endpoint``: ``None`` for Google; an emulator URL (``http://127.0.0.1:9023``)
+    uses anonymous credentials unless ``gcs_anonymous`` is set to False.
+    ``s3_endpoint``: ``None`` for AWS; a URL for SeaweedFS, MinIO or moto (path-style).
+    ``minio_endpoint``: the endpoint for ``minio://`` URIs (default: KFP standalone's).
+    """
+
+    gcs_endpoint: str | None = None
+    gcs_project: str | None = None
+    gcs_anonymous: bool | None = None
+    s3_endpoint: str | None = None
+    minio_endpoint: str | None = None
+    s3_region: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 3
+    links: str = "url"
+
+    def __post_init__(self) -> None:
+        if self.links not in LINK_STYLES:
+            raise ValueError(f"links={self.links!r}: expected one of {', '.join(LINK_STYLES)}")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ValueError(
+                f"timeouts must be positive seconds, got connect_timeout={self.connect_timeout}, "
+                f"read_timeout={self.read_timeout}"
+            )
+        if self.retries < 0:
+            raise ValueError(f"retries={self.retries}: expected 0 or more")
+        for name in ("gcs_endpoint", "s3_endpoint", "minio_endpoint"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith(("http://", "https://")):
+                raise ValueError(f"{name}={value!r}: give a URL starting with http:// or https://")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> StorageConfig:
+        """Build a configuration from the environment *now* (at run time)."""
+        env = os.environ if environ is None else environ
+        gcs = env.get(ENV_GCS_ENDPOINT) or None
+        if gcs and not gcs.startswith(("http://", "https://")):
+            gcs = f"http://{gcs}"  # google-cloud-storage accepts a bare host:port here
+        values = {
+            "gcs_endpoint": gcs,
+            "s3_endpoint": env.get(ENV_S3_ENDPOINT_S3) or env.get(ENV_S3_ENDPOINT) or None,
+            "minio_endpoint": env.get(ENV_MINIO_ENDPOINT) or None,
+            "s3_region": env.get(ENV_REGION) or None,
+            "links": env.get(ENV_LINKS) or "url",
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def endpoint_for(self, scheme: str) -> str | None:
+        if scheme == "minio":
+            return (self.minio_endpoint or self.s3_endpoint or DEFAULT_MINIO_ENDPOINT).rstrip("/")
+        if scheme == "s3":
+            return self.s3_endpoint.rstrip("/") if self.s3_endpoint else None
+        if scheme == "gs":
+            return self.gcs_endpoint.rstrip("/") if self.gcs_endpoint else None
+        raise ValueError(f"unknown scheme {scheme!r}")
 
 
 def is_remote(uri: str) -> bool:
@@ -24,23 +116,174 @@ def join(base: str, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
-def write_bytes(uri: str, data: bytes, content_type: str | None = None) -> str:
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``gs://bucket/a/b`` -> ``("gs", "bucket", "a/b")``; a clear error for anything else."""
+    if not is_remote(uri):
+        raise ValueError(
+            f"{uri!r}: not an object-storage URI; expected {', '.join(REMOTE_SCHEMES)}bucket/key"
+        )
+    scheme, rest = uri.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key or key.endswith("/"):
+        raise ValueError(f"{uri!r}: expected {scheme}://<bucket>/<key> naming one object")
+    return scheme, bucket, key
+
+
+def link_for(uri: str, config: StorageConfig | None = None) -> str:
+    """The link a record carries for the object at ``uri`` (see the module docstring)."""
+    config = config or StorageConfig.from_env()
+    if not is_remote(uri):
+        return str(Path(uri))
+    scheme, bucket, key = split_uri(uri)
+    if config.links == "uri":
+        return uri
+    quoted = quote(key, safe="/")
+    endpoint = config.endpoint_for(scheme)
+    if scheme == "gs":
+        return f"{endpoint or GCS_PUBLIC_BASE}/{bucket}/{quoted}"
+    if endpoint:
+        return f"{endpoint}/{bucket}/{quoted}"
+    return f"https://{bucket}.s3.amazonaws.com/{quoted}"
+
+
+def uri_from_link(link: str, config: StorageConfig | None = None) -> str:
+    """Map a link made by :func:`link_for` back to its ``gs://``/``s3://`` URI (or a local path)."""
+    if not link.startswith(("http://", "https://")):
+        return link
+    config = config or StorageConfig.from_env()
+    parts = urlsplit(link)
+    path = unquote(parts.path.lstrip("/"))
+    candidates = [("gs", config.endpoint_for("gs") or GCS_PUBLIC_BASE)]
+    if config.endpoint_for("s3"):
+        candidates.append(("s3", config.endpoint_for("s3")))
+    candidates.append(("minio", config.endpoint_for("minio")))
+    for scheme, base in candidates:
+        if link.startswith(base + "/"):
+            return f"{scheme}://{unquote(link[len(base) + 1 :].split('?', 1)[0])}"
+    host = parts.hostname or ""
+    if host.endswith(".s3.amazonaws.com") or ".s3." in host and host.endswith(".amazonaws.com"):
+        return f"s3://{host.split('.s3', 1)[0]}/{path}"
+    raise ValueError(
+        f"{link!r}: not a link this store wrote; expected gs://, s3://, minio://, a local path, "
+        f"or a URL under {', '.join(base for _, base in candidates)}"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _gcs_client(config: StorageConfig):
+    from google.cloud import storage
+
+    kwargs = {"project": config.gcs_project}
+    if config.gcs_endpoint:
+        kwargs["client_options"] = {"api_endpoint": config.gcs_endpoint}
+        anonymous = True if config.gcs_anonymous is None else config.gcs_anonymous
+        if anonymous:
+            from google.auth.credentials import AnonymousCredentials
+
+            kwargs["credentials"] = AnonymousCredentials()
+            kwargs["project"] = config.gcs_project or "local-emulator"
+    return storage.Client(**kwargs)
+
+
+def _gcs_retry(config: StorageConfig):
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    # Total time spent retrying: bounded by the configured timeouts and retry count.
+    return DEFAULT_RETRY.with_timeout((config.connect_timeout + config.read_timeout) * (config.retries + 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(config: StorageConfig, scheme: str):
+    import boto3
+    from botocore.config import Config
+
+    endpoint = config.endpoint_for(scheme)
+    botocore_config = Config(
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        retries={"max_attempts": config.retries + 1, "mode": "standard"},
+        s3={"addressing_style": "path" if endpoint else "auto"},
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=config.s3_region or "us-east-1",
+        config=botocore_config,
+    )
+
+
+def write_bytes(
+    uri: str, data: bytes, content_type: str | None = None, *, config: StorageConfig | None = None
+) -> str:
     """Write ``data`` at ``uri`` and return the link a record should carry."""
-    if is_remote(uri):
-        raise NotImplementedError(f"{uri}: remote object storage is not wired yet")
-    path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return str(path)
+    if not is_remote(uri):
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return str(path)
+    config = config or StorageConfig.from_env()
+    scheme, bucket, key = split_uri(uri)
+    content_type = content_type or "application/octet-stream"
+    try:
+        if scheme == "gs":
+            blob = _gcs_client(config).bucket(bucket).blob(key)
+            # One object upload is atomic in GCS and S3: readers see all of it or nothing.
+            blob.upload_from_string(
+                data,
+                content_type=content_type,
+                timeout=(config.connect_timeout, config.read_timeout),
+                retry=_gcs_retry(config),
+            )
+        else:
+            _s3_client(config, scheme).put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    except Exception as exc:  # re-raised with the URI and endpoint named
+        raise StorageError(f"writing {uri}{_where(config, scheme)} failed: {exc}") from exc
+    return link_for(uri, config)
 
 
-def read_bytes(uri: str) -> bytes:
-    """Read the bytes at a link written by :func:`write_bytes`."""
-    if is_remote(uri):
-        raise NotImplementedError(f"{uri}: remote object storage is not wired yet")
-    path = Path(uri)
-    if not path.is_file():
-        raise FileNotFoundError(f"{uri}: no such file")
-    return path.read_bytes()
+def read_bytes(uri: str, *, config: StorageConfig | None = None) -> bytes:
+    """Read the bytes at a link written by :func:`write_bytes` (URL, bucket URI or local path)."""
+    if uri.startswith(("http://", "https://")):
+        config = config or StorageConfig.from_env()
+        uri = uri_from_link(uri, config)
+    if not is_remote(uri):
+        path = Path(uri)
+        if not path.is_file():
+            raise FileNotFoundError(f"{uri}: no such file")
+        return path.read_bytes()
+    config = config or StorageConfig.from_env()
+    scheme, bucket, key = split_uri(uri)
+    try:
+        if scheme == "gs":
+            blob = _gcs_client(config).bucket(bucket).blob(key)
+            return blob.download_as_bytes(
+                timeout=(config.connect_timeout, config.read_timeout), retry=_gcs_retry(config)
+            )
+        response = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)
+        return response["Body"].read()
+    except Exception as exc:
+        if _is_not_found(exc):
+            raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object") from exc
+        raise StorageError(f"reading {uri}{_where(config, scheme)} failed: {exc}") from exc
+
+
+class StorageError(OSError):
+    """A remote read or write failed; the message names the URI and the endpoint."""
+
+
+def _where(config: StorageConfig, scheme: str) -> str:
+    endpoint = config.endpoint_for(scheme)
+    return f" (endpoint {endpoint})" if endpoint else ""
+
+
+def _is_not_found(exc: Exception) -> bool:
+    code = getattr(exc, "code", None)
+    if code == 404:
+        return True
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error", {}).get("Code")
+        return err in ("NoSuchKey", "404", "NoSuchBucket")
+    return False
