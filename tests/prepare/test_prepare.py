@@ -1,0 +1,311 @@
+"""Prepare stage: timestamps, IDs, labels, vectors, images, chunking, bad input, kfp.local."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from components.common import schema
+from components.common.schema import EmbedColumns as E
+from components.common.schema import PreparedColumns as P
+from components.prepare import synthetic
+from components.prepare.prepare import MANIFEST_FILE, prediction_id, prepare_records
+
+COUNTS = {schema.TRAINING: 30, schema.VALIDATION: 10, schema.PRODUCTION: 25}
+NOW = "2026-11-28T12:00:00Z"
+NOW_DT = datetime(2026, 11, 28, 12, tzinfo=UTC)
+DIM = 16
+
+
+@pytest.fixture(scope="module")
+def images(fashion_dir) -> np.ndarray:
+    return synthetic.read_idx_images(fashion_dir / "t10k-images-idx3-ubyte.gz", sum(COUNTS.values()))
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory, images) -> Path:
+    return synthetic.write_dataset(tmp_path_factory.mktemp("ds") / "dataset", COUNTS, images)
+
+
+def embed_tables(**kw) -> dict[str, pa.Table]:
+    """One embed table per split; production spaced 7 min, training/validation 3 min, older."""
+    newest = {
+        schema.TRAINING: datetime(2024, 1, 10, tzinfo=UTC),
+        schema.VALIDATION: datetime(2024, 1, 20, tzinfo=UTC),
+        schema.PRODUCTION: datetime(2024, 3, 1, tzinfo=UTC),
+    }
+    return {
+        split: synthetic.embed_table(
+            split,
+            n,
+            dim=DIM,
+            seed=i,
+            newest=newest[split],
+            spacing=timedelta(minutes=7 if split == schema.PRODUCTION else 3),
+            **kw,
+        )
+        for i, (split, n) in enumerate(COUNTS.items())
+    }
+
+
+def write_embeds(root: Path, tables: dict[str, pa.Table]) -> list[Path]:
+    return [synthetic.write_embed_dir(root / f"embed-{split}", t) for split, t in tables.items()]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, dataset_dir):
+    root = tmp_path_factory.mktemp("prep")
+    tables = embed_tables()
+    result = prepare_records(
+        write_embeds(root, tables), dataset_dir, root / "out", now=NOW, chunk_rows=8, progress=False
+    )
+    return result, tables, root / "out"
+
+
+def read_env(out: Path, env: str) -> pa.Table:
+    return pq.read_table(out / schema.prepared_file(env))
+
+
+def test_timestamps_newest_production_is_now_and_spacing_kept(prepared):
+    result, tables, out = prepared
+    prod = read_env(out, schema.PRODUCTION)
+    assert pc.max(prod[P.PREDICTION_TS]).as_py() == NOW_DT
+    shift = NOW_DT - datetime(2024, 3, 1, tzinfo=UTC)
+    assert result.time_shift_seconds == shift.total_seconds()
+    for env in schema.SPLITS:
+        got = read_env(out, env)[P.PREDICTION_TS].to_pylist()
+        before = tables[env][E.PREDICTION_TS].to_pylist()
+        assert got == [t + shift for t in before]  # same offset for every environment: spacing kept
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["time_shift_seconds"] == shift.total_seconds()
+    assert manifest["rows"] == COUNTS and manifest["rejected"] == 0
+    assert manifest["model_version"] == "v-test"
+
+
+def test_ids_stable_across_runs_unique_and_tied_to_model_version(prepared, dataset_dir, tmp_path):
+    _, tables, out = prepared
+    again = prepare_records(
+        write_embeds(tmp_path, tables),
+        dataset_dir,
+        tmp_path / "again",
+        now="",
+        chunk_rows=100,
+        progress=False,
+    )
+    ids = []
+    for env in schema.SPLITS:
+        first = read_env(out, env)[P.PREDICTION_ID].to_pylist()
+        assert read_env(tmp_path / "again", env)[P.PREDICTION_ID].to_pylist() == first
+        ids += first
+    assert len(set(ids)) == len(ids) == sum(COUNTS.values())
+    assert again.rows == COUNTS
+    assert prediction_id("v-test", "production-00000") != prediction_id("v-other", "production-00000")
+    assert read_env(out, schema.PRODUCTION)[P.PREDICTION_ID][0].as_py() == prediction_id(
+        "v-test", "production-00000"
+    )
+
+
+def test_class_names_and_scores(prepared):
+    _, tables, out = prepared
+    for env in schema.SPLITS:
+        got, src = read_env(out, env), tables[env]
+        assert got[P.PREDICTION_LABEL].to_pylist() == [
+            schema.CLASS_NAMES[i] for i in src[E.PREDICTION].to_pylist()
+        ]
+        assert got[P.ACTUAL_LABEL].to_pylist() == [schema.CLASS_NAMES[i] for i in src[E.LABEL].to_pylist()]
+        assert got[P.PREDICTION_SCORE].to_pylist() == src[E.PREDICTION_SCORE].to_pylist()
+
+
+def test_vectors_are_float32_lists_of_one_length(prepared):
+    _, tables, out = prepared
+    for env in schema.SPLITS:
+        got = read_env(out, env)
+        assert got.schema == schema.PREPARED_ARROW_SCHEMA
+        assert got.schema.field(P.IMAGE_VECTOR).type == pa.list_(pa.float32())
+        assert set(pc.list_value_length(got[P.IMAGE_VECTOR]).to_pylist()) == {DIM}
+        np.testing.assert_array_equal(
+            np.stack(got[P.IMAGE_VECTOR].to_numpy(zero_copy_only=False)),
+            np.stack(tables[env][E.EMBEDDING].to_numpy(zero_copy_only=False)),
+        )
+
+
+def test_images_exported_as_png_with_links(prepared, images):
+    _, _, out = prepared
+    prod = read_env(out, schema.PRODUCTION)
+    links = prod[P.IMAGE_LINK].to_pylist()
+    assert all(link.startswith(str(out / "images" / schema.PRODUCTION)) for link in links)
+    first_production = COUNTS[schema.TRAINING] + COUNTS[schema.VALIDATION]  # order written by write_dataset
+    for k in (0, len(links) - 1):
+        data = Path(links[k]).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), images[first_production + k])
+
+
+def test_chunked_processing_matches_one_chunk(prepared, dataset_dir, tmp_path):
+    """A table bigger than the chunk (8 rows) gives the same rows as one chunk, written chunk by chunk."""
+    _, tables, out = prepared
+    prepare_records(
+        write_embeds(tmp_path, tables),
+        dataset_dir,
+        tmp_path / "one",
+        now=NOW,
+        chunk_rows=10_000,
+        progress=False,
+    )
+    for env in schema.SPLITS:  # the same rows; only the image links (other folder) differ
+        chunked, whole = read_env(out, env), read_env(tmp_path / "one", env)
+        assert chunked.drop_columns([P.IMAGE_LINK]).equals(whole.drop_columns([P.IMAGE_LINK]))
+        assert [Path(p).name for p in chunked[P.IMAGE_LINK].to_pylist()] == [
+            Path(p).name for p in whole[P.IMAGE_LINK].to_pylist()
+        ]
+    # chunk_rows=8: each chunk of the 25 production rows became its own row group
+    assert pq.ParquetFile(out / schema.prepared_file(schema.PRODUCTION)).num_row_groups == 4
+    assert pq.ParquetFile(tmp_path / "one" / schema.prepared_file(schema.PRODUCTION)).num_row_groups == 1
+
+
+def test_remote_image_store_goes_through_storage(monkeypatch, dataset_dir, tmp_path):
+    written: dict[str, bytes] = {}
+
+    def fake_write(uri: str, data: bytes, content_type: str | None = None) -> str:
+        written[uri] = data
+        return "https://storage.example/" + uri.removeprefix("gs://")
+
+    monkeypatch.setattr("components.common.storage.write_bytes", fake_write)
+    tables = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION]}
+    prepare_records(
+        write_embeds(tmp_path, tables),
+        dataset_dir,
+        tmp_path / "out",
+        image_store="gs://b/imgs",
+        now=NOW,
+        progress=False,
+    )
+    links = read_env(tmp_path / "out", schema.PRODUCTION)[P.IMAGE_LINK].to_pylist()
+    assert len(written) == COUNTS[schema.PRODUCTION]
+    assert links[0] == "https://storage.example/b/imgs/production/production-00000.png"
+    assert all(uri.startswith("gs://b/imgs/production/") for uri in written)
+    assert not (tmp_path / "out" / "images").exists()
+    assert not (tmp_path / "out" / schema.prepared_file(schema.TRAINING)).exists()  # absent environment
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def run_bad(tmp_path, dataset_dir, tables, **kw):
+    return prepare_records(
+        write_embeds(tmp_path, tables),
+        dataset_dir,
+        tmp_path / "out",
+        now=NOW,
+        chunk_rows=8,
+        progress=False,
+        **kw,
+    )
+
+
+def test_missing_column_names_file_and_column(tmp_path, dataset_dir):
+    tables = embed_tables()
+    tables[schema.VALIDATION] = tables[schema.VALIDATION].drop_columns([E.EMBEDDING])
+    with pytest.raises(
+        ValueError, match=rf"embed-validation/{schema.EMBED_FILE}.*missing column\(s\) {E.EMBEDDING}"
+    ):
+        run_bad(tmp_path, dataset_dir, tables)
+    assert not (tmp_path / "out" / MANIFEST_FILE).exists()
+
+
+def rejected(out: Path) -> pa.Table:
+    return pq.read_table(out / schema.PREPARED_REJECTED_FILE)
+
+
+def replace_vectors(table: pa.Table, rows: dict[int, list[float]]) -> pa.Table:
+    vectors = table[E.EMBEDDING].to_pylist()
+    for i, v in rows.items():
+        vectors[i] = v
+    idx = table.schema.get_field_index(E.EMBEDDING)
+    return table.set_column(idx, E.EMBEDDING, pa.array(vectors, pa.list_(pa.float32())))
+
+
+def test_mixed_lengths_nan_and_inf_rows_kept_aside(tmp_path, dataset_dir):
+    tables = embed_tables()
+    tables[schema.PRODUCTION] = replace_vectors(
+        tables[schema.PRODUCTION],
+        {2: [0.5] * (DIM + 3), 5: [float("nan")] + [0.0] * (DIM - 1), 9: [0.0] * (DIM - 1) + [float("inf")]},
+    )
+    result = run_bad(tmp_path, dataset_dir, tables)
+    assert result.rows[schema.PRODUCTION] == COUNTS[schema.PRODUCTION] - 3
+    assert result.rejected == 3
+    rej = rejected(tmp_path / "out")
+    assert rej["row"].to_pylist() == [2, 5, 9]
+    assert rej[E.IMAGE_ID].to_pylist() == ["production-00002", "production-00005", "production-00009"]
+    reasons = rej["reason"].to_pylist()
+    assert f"has {DIM + 3} values; expected {DIM}" in reasons[0]
+    assert "NaN or infinite" in reasons[1] and "NaN or infinite" in reasons[2]
+    kept = read_env(tmp_path / "out", schema.PRODUCTION)[P.IMAGE_ID].to_pylist()
+    assert "production-00002" not in kept and "production-00003" in kept
+    manifest = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
+    assert manifest["rejected"] == 3 and sum(manifest["rejected_reasons"].values()) == 3
+    assert "rejected" in result.summary_markdown() and "NaN or infinite" in result.summary_markdown()
+
+
+def test_unparseable_timestamps_kept_aside(tmp_path, dataset_dir):
+    tables = embed_tables()
+    prod = tables[schema.PRODUCTION]
+    ts = [t.isoformat() for t in prod[E.PREDICTION_TS].to_pylist()]
+    ts[3] = "yesterday-ish"
+    idx = prod.schema.get_field_index(E.PREDICTION_TS)
+    tables[schema.PRODUCTION] = prod.set_column(idx, E.PREDICTION_TS, pa.array(ts, pa.string()))
+    result = run_bad(tmp_path, dataset_dir, tables)
+    assert result.rejected == 1
+    assert (
+        rejected(tmp_path / "out")["reason"][0].as_py()
+        == f"{E.PREDICTION_TS} 'yesterday-ish' cannot be parsed"
+    )
+    assert pc.max(read_env(tmp_path / "out", schema.PRODUCTION)[P.PREDICTION_TS]).as_py() == NOW_DT
+
+
+def test_empty_environment_is_an_error(tmp_path, dataset_dir):
+    tables = embed_tables()
+    n = COUNTS[schema.VALIDATION]
+    tables[schema.VALIDATION] = replace_vectors(
+        tables[schema.VALIDATION], {i: [float("nan")] * DIM for i in range(n)}
+    )
+    with pytest.raises(ValueError, match=rf"environment {schema.VALIDATION}: all {n} rows were rejected"):
+        run_bad(tmp_path, dataset_dir, tables)
+    assert not list((tmp_path / "out").glob("*.parquet"))  # nothing written half
+
+
+def test_no_rows_bad_now_and_mixed_versions(tmp_path, dataset_dir):
+    empty = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION].slice(0, 0)}
+    with pytest.raises(ValueError, match="no rows"):
+        run_bad(tmp_path / "a", dataset_dir, empty)
+    with pytest.raises(ValueError, match="now='tomorrow': not an ISO-8601 time"):
+        prepare_records(
+            write_embeds(tmp_path / "b", embed_tables()), dataset_dir, tmp_path / "b" / "out", now="tomorrow"
+        )
+    tables = embed_tables()
+    tables[schema.TRAINING] = embed_tables(model_version="v-other")[schema.TRAINING]
+    with pytest.raises(ValueError, match=rf"column {E.MODEL_VERSION} must hold one"):
+        run_bad(tmp_path / "c", dataset_dir, tables)
+
+
+def test_duplicate_and_unknown_image_ids_kept_aside(tmp_path, dataset_dir):
+    tables = embed_tables()
+    prod = tables[schema.PRODUCTION]
+    ids = prod[E.IMAGE_ID].to_pylist()
+    ids[4] = ids[1]
+    ids[6] = "not-in-the-data-set"
+    tables[schema.PRODUCTION] = prod.set_column(0, E.IMAGE_ID, pa.array(ids, pa.string()))
+    result = run_bad(tmp_path, dataset_dir, tables)
+    reasons = rejected(tmp_path / "out")["reason"].to_pylist()
+    assert result.rejected == 2
+    assert reasons[0].startswith("duplicate image_id 'production-00001'")
+    assert "'not-in-the-data-set' is not in the data set" in reasons[1]
