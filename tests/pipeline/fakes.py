@@ -1,0 +1,139 @@
+"""Stand-in stage components with the agreed signatures, for wiring tests that must not train anything.
+
+They write tiny files of the right shape, so the pipeline plumbing (fan-out, gathering,
+outputs) is exercised in seconds. The real stages are used by the golden and end-to-end tests.
+"""
+
+from typing import List, NamedTuple  # noqa: UP035
+
+from kfp.dsl import (
+    HTML,
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
+
+from components.common.images import build_component
+
+
+def data(
+    dataset: Output[Dataset],
+    data_card: Output[Markdown],
+    sample_grid: Output[Artifact],
+    training_size: int = 10,
+    validation_size: int = 5,
+    production_size: int = 5,
+    production_days: int = 7,
+    seed: int = 0,
+):
+    import os
+
+    os.makedirs(dataset.path)
+    open(os.path.join(dataset.path, "rows.txt"), "w").write(
+        f"{training_size},{validation_size},{production_size}"
+    )
+    open(data_card.path, "w").write("# card")
+    open(sample_grid.path, "wb").write(b"png")
+
+
+def train(
+    dataset: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+    profile: str = "local",
+    model_name: str = "",
+    epochs: int = 1,
+    batch_size: int = 8,
+    learning_rate: float = 0.001,
+    max_steps: int = -1,
+    seed: int = 0,
+):
+    import os
+
+    os.makedirs(model.path)
+    open(os.path.join(model.path, "config.json"), "w").write("{}")
+    metrics.log_metric("accuracy", 0.5)
+
+
+def embed(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    embeddings: Output[Dataset],
+    summary: Output[Markdown],
+    splits: str = "training,validation,production",
+    shard_index: int = 0,
+    num_shards: int = 1,
+    batch_size: int = 8,
+):
+    import os
+
+    os.makedirs(embeddings.path)
+    open(os.path.join(embeddings.path, "shard.txt"), "w").write(f"{shard_index}/{num_shards}:{splits}")
+    open(summary.path, "w").write("# embed")
+
+
+def prepare(
+    embeddings: Input[List[Dataset]],  # noqa: UP006
+    dataset: Input[Dataset],
+    prepared: Output[Dataset],
+    summary: Output[Markdown],
+    image_store: str = "",
+    now: str = "",
+):
+    import os
+
+    os.makedirs(prepared.path)
+    shards = sorted(open(os.path.join(e.path, "shard.txt")).read() for e in embeddings)
+    open(os.path.join(prepared.path, "shards.txt"), "w").write("\n".join(shards))
+    open(summary.path, "w").write("# prepare")
+
+
+def arize(
+    prepared: Input[Dataset],
+    summary: Output[Markdown],
+    model_name: str = "fashion-mnist-classifier",
+    model_version: str = "",
+    require_credentials: bool = False,
+    chunk_rows: int = 1000,
+):
+    open(summary.path, "w").write("# arize: nothing logged")
+
+
+def drift(
+    prepared: Input[Dataset],
+    baseline: Input[Dataset],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    drift_table: Output[Dataset],
+    baseline_environment: str = "training",
+    window: str = "daily",
+    false_alarm_rate: float = 0.01,
+    seed: int = 0,
+) -> NamedTuple("Outputs", [("alert", bool)]):
+    import os
+    from collections import namedtuple
+
+    shards = open(os.path.join(prepared.path, "shards.txt")).read()
+    open(report.path, "w").write(f"<html><body><pre>{shards}</pre></body></html>")
+    open(drift_table.path, "wb").write(b"table")
+    metrics.log_metric("drift_score", 1.0)
+    return namedtuple("Outputs", ["alert"])(True)
+
+
+FACTORIES = {
+    stage: (lambda images, f=func, s=stage: build_component(f, s, images))
+    for stage, func in {
+        "data": data,
+        "train": train,
+        "embed": embed,
+        "prepare": prepare,
+        "arize": arize,
+        "drift": drift,
+    }.items()
+}
