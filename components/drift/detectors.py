@@ -1,0 +1,437 @@
+"""Drift detectors on plain arrays, and their calibration on clean resamples.
+
+Each detector is a small typed object: ``fit(reference)`` then ``score(window)``
+returns one number, larger meaning more drift.  Thresholds are never guessed:
+:class:`CalibratedDrift` draws windows of the same size from held-out clean data,
+scores them, and turns every real window's score into an empirical p-value.  A
+window is flagged when any detector fires, with the family's false-alarm rate
+held at the setting (the threshold on the smallest p-value is itself calibrated
+on the same clean resamples, so correlated detectors do not inflate it).
+
+Usable on any embeddings::
+
+    from components.drift.detectors import Sample, CalibratedDrift
+    cal = CalibratedDrift(false_alarm_rate=0.01).fit(Sample(ref_vecs), Sample(heldout_vecs))
+    verdict = cal.test(Sample(window_vecs))
+    verdict.flagged, [d.p_value for d in verdict.detectors]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import kolmogorov
+
+DETECTOR_NAMES = ("centroid", "cosine", "mmd2", "softmax_ks", "confidence_drop")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Rows of one data set or window: embeddings (n, d), optional softmax (n, k) and scores (n,)."""
+
+    embeddings: np.ndarray
+    probabilities: np.ndarray | None = None
+    scores: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        emb = np.asarray(self.embeddings)
+        if emb.ndim != 2:
+            raise ValueError(f"embeddings: expected a 2-D array (rows, dimensions), got shape {emb.shape}")
+        if emb.size and not np.isfinite(emb).all():
+            bad = int((~np.isfinite(emb).all(axis=1)).sum())
+            raise ValueError(f"embeddings: {bad} row(s) hold NaN or infinite values; drop or fix them first")
+        object.__setattr__(self, "embeddings", emb.astype(np.float32, copy=False))
+        n = emb.shape[0]
+        if self.probabilities is not None:
+            p = np.asarray(self.probabilities, dtype=np.float32)
+            if p.ndim != 2 or p.shape[0] != n:
+                raise ValueError(f"probabilities: expected shape ({n}, classes), got {p.shape}")
+            object.__setattr__(self, "probabilities", p)
+        if self.scores is not None:
+            s = np.asarray(self.scores, dtype=np.float32)
+            if s.shape != (n,):
+                raise ValueError(f"scores: expected shape ({n},), got {s.shape}")
+            object.__setattr__(self, "scores", s)
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def take(self, idx: np.ndarray) -> Sample:
+        return Sample(
+            self.embeddings[idx],
+            None if self.probabilities is None else self.probabilities[idx],
+            None if self.scores is None else self.scores[idx],
+        )
+
+
+def _check_same_dim(reference: Sample, window: Sample, what: str) -> None:
+    if reference.dim != window.dim:
+        raise ValueError(
+            f"{what}: window has {window.dim} dimensions, the baseline {reference.dim}; "
+            "baseline and production must come from the same model"
+        )
+
+
+def centroid_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between the mean vectors of ``a`` and ``b`` (Arize's embedding drift)."""
+    ca = np.asarray(a, dtype=np.float64).mean(axis=0)
+    cb = np.asarray(b, dtype=np.float64).mean(axis=0)
+    if ca.shape != cb.shape:
+        raise ValueError(f"centroid distance: dimensions differ ({ca.shape[0]} vs {cb.shape[0]})")
+    return float(np.linalg.norm(ca - cb))
+
+
+def cosine_distance(u: np.ndarray, v: np.ndarray) -> float:
+    """1 - cosine similarity of two vectors (0 when either is all zeros)."""
+    nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
+    if nu == 0.0 or nv == 0.0:
+        return 0.0
+    return float(1.0 - np.dot(u, v) / (nu * nv))
+
+
+@dataclass
+class CentroidDistance:
+    """Euclidean distance between the window's centroid and the baseline's (Arize's number)."""
+
+    name: str = "centroid"
+    needs: str = "embeddings"
+    _centroid: np.ndarray | None = field(default=None, repr=False)
+
+    def fit(self, reference: Sample) -> CentroidDistance:
+        self._centroid = reference.embeddings.astype(np.float64).mean(axis=0)
+        return self
+
+    def score(self, window: Sample) -> float:
+        assert self._centroid is not None, "call fit() first"
+        c = window.embeddings.astype(np.float64).mean(axis=0)
+        return float(np.linalg.norm(c - self._centroid))
+
+
+@dataclass
+class CosineDistance:
+    """Cosine distance between the window's centroid and the baseline's."""
+
+    name: str = "cosine"
+    needs: str = "embeddings"
+    _centroid: np.ndarray | None = field(default=None, repr=False)
+
+    def fit(self, reference: Sample) -> CosineDistance:
+        self._centroid = reference.embeddings.astype(np.float64).mean(axis=0)
+        return self
+
+    def score(self, window: Sample) -> float:
+        assert self._centroid is not None, "call fit() first"
+        return cosine_distance(window.embeddings.astype(np.float64).mean(axis=0), self._centroid)
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float32, copy=False)
+    b = b.astype(np.float32, copy=False)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(d, 0.0)
+
+
+@dataclass
+class MMD2:
+    """Unbiased MMD² with an RBF kernel; bandwidth = median pairwise distance of the baseline."""
+
+    name: str = "mmd2"
+    needs: str = "embeddings"
+    max_reference: int = 1000
+    seed: int = 0
+    _ref: np.ndarray | None = field(default=None, repr=False)
+    _gamma: float = 1.0
+    _krr: float = 0.0
+
+    def fit(self, reference: Sample) -> MMD2:
+        x = reference.embeddings
+        if len(x) < 2:
+            raise ValueError("MMD²: the baseline needs at least 2 rows")
+        if len(x) > self.max_reference:
+            rng = np.random.default_rng(self.seed)
+            x = x[rng.choice(len(x), self.max_reference, replace=False)]
+        d = _sqdist(x, x)
+        med = float(np.median(d[np.triu_indices(len(x), 1)]))
+        self._gamma = 1.0 / med if med > 0 else 1.0
+        k = np.exp(-self._gamma * d)
+        m = len(x)
+        self._krr = float((k.sum() - np.trace(k)) / (m * (m - 1)))
+        self._ref = x
+        return self
+
+    @property
+    def bandwidth(self) -> float:
+        return float(np.sqrt(1.0 / self._gamma))
+
+    def _kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.exp(-self._gamma * _sqdist(a, b))
+
+    def score(self, window: Sample) -> float:
+        assert self._ref is not None, "call fit() first"
+        w = window.embeddings
+        n = len(w)
+        if n < 2:
+            raise ValueError("MMD²: a window needs at least 2 rows")
+        kww = self._kernel(w, w)
+        kwr = self._kernel(w, self._ref)
+        return float((kww.sum() - np.trace(kww)) / (n * (n - 1)) + self._krr - 2.0 * kwr.mean())
+
+    def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        """Scores of many resampled windows of ``pool`` at once (kernel matrices computed once)."""
+        assert self._ref is not None, "call fit() first"
+        kpp = self._kernel(pool.embeddings, pool.embeddings)
+        kpr_mean = self._kernel(pool.embeddings, self._ref).mean(axis=1)
+        n = index_sets.shape[1]
+        out = np.empty(len(index_sets))
+        for b, idx in enumerate(index_sets):
+            sub = kpp[np.ix_(idx, idx)]
+            out[b] = (sub.sum() - np.trace(sub)) / (n * (n - 1)) + self._krr - 2.0 * kpr_mean[idx].mean()
+        return out
+
+
+def _ks_statistics(ref_sorted: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Two-sample KS statistic per column; ``ref_sorted`` is each column sorted."""
+    m = ref_sorted.shape[0]
+    n = window.shape[0]
+    d = np.empty(ref_sorted.shape[1])
+    for j in range(ref_sorted.shape[1]):
+        w = np.sort(window[:, j])
+        grid = np.concatenate([ref_sorted[:, j], w])
+        cdf_r = np.searchsorted(ref_sorted[:, j], grid, side="right") / m
+        cdf_w = np.searchsorted(w, grid, side="right") / n
+        d[j] = np.abs(cdf_r - cdf_w).max()
+    return d
+
+
+@dataclass
+class SoftmaxKS:
+    """Black-box shift detection: KS test per class probability, Bonferroni-combined.
+
+    The score is ``-log10`` of the Bonferroni p-value (asymptotic KS distribution);
+    the verdict still comes from calibration, since softmax outputs have ties.
+    """
+
+    name: str = "softmax_ks"
+    needs: str = "probabilities"
+    _ref_sorted: np.ndarray | None = field(default=None, repr=False)
+
+    def fit(self, reference: Sample) -> SoftmaxKS:
+        if reference.probabilities is None:
+            raise ValueError("softmax KS: the baseline has no probabilities")
+        self._ref_sorted = np.sort(reference.probabilities, axis=0)
+        return self
+
+    def p_value(self, window: Sample) -> float:
+        assert self._ref_sorted is not None, "call fit() first"
+        if window.probabilities is None:
+            raise ValueError("softmax KS: the window has no probabilities")
+        if window.probabilities.shape[1] != self._ref_sorted.shape[1]:
+            raise ValueError(
+                f"softmax KS: window has {window.probabilities.shape[1]} classes, "
+                f"the baseline {self._ref_sorted.shape[1]}"
+            )
+        m, n = self._ref_sorted.shape[0], len(window)
+        d = _ks_statistics(self._ref_sorted, window.probabilities)
+        en = np.sqrt(m * n / (m + n))
+        p = kolmogorov(d * en)
+        k = len(d)
+        return float(min(1.0, k * p.min()))
+
+    def score(self, window: Sample) -> float:
+        return float(-np.log10(max(self.p_value(window), 1e-300)))
+
+
+@dataclass
+class ConfidenceDrop:
+    """Fall of the mean prediction score from the baseline's."""
+
+    name: str = "confidence_drop"
+    needs: str = "scores"
+    _mean: float = 0.0
+
+    def fit(self, reference: Sample) -> ConfidenceDrop:
+        if reference.scores is None:
+            raise ValueError("confidence drop: the baseline has no scores")
+        self._mean = float(reference.scores.astype(np.float64).mean())
+        return self
+
+    def score(self, window: Sample) -> float:
+        if window.scores is None:
+            raise ValueError("confidence drop: the window has no scores")
+        return float(self._mean - window.scores.astype(np.float64).mean())
+
+
+def default_detectors(seed: int = 0) -> list:
+    return [CentroidDistance(), CosineDistance(), MMD2(seed=seed), SoftmaxKS(), ConfidenceDrop()]
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """One detector on one window: its score, calibrated threshold, p-value and verdict."""
+
+    name: str
+    score: float
+    threshold: float
+    p_value: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    n_rows: int
+    status: str  # "ok" or "too_few_rows"
+    detectors: tuple[DetectorResult, ...]
+
+    @property
+    def flagged(self) -> bool:
+        return self.status == "ok" and any(d.drifted for d in self.detectors)
+
+    @property
+    def fired(self) -> list[str]:
+        return [d.name for d in self.detectors if d.drifted]
+
+    def by_name(self, name: str) -> DetectorResult:
+        for d in self.detectors:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+
+@dataclass
+class _Null:
+    scores: dict[str, np.ndarray]  # detector -> sorted null scores
+    family_p: float  # per-detector p-value threshold holding the family rate
+    thresholds: dict[str, float]  # detector -> score threshold at family_p
+
+
+def _empirical_p(null_sorted: np.ndarray, s: float) -> float:
+    exceed = len(null_sorted) - np.searchsorted(null_sorted, s, side="left")
+    return float((1 + exceed) / (1 + len(null_sorted)))
+
+
+class CalibratedDrift:
+    """Detectors with thresholds calibrated on same-sized windows of held-out clean data.
+
+    ``fit(reference, pool)``: ``reference`` is the baseline sample the detectors compare
+    against; ``pool`` is held-out clean data (validation, or baseline rows not in the
+    reference).  ``test(window)`` gives each detector's score, p-value and verdict.
+    The null distribution is drawn (once per window size) on first use.
+    """
+
+    def __init__(
+        self,
+        detectors: list | None = None,
+        false_alarm_rate: float = 0.01,
+        n_resamples: int = 1000,
+        min_rows: int = 20,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 < false_alarm_rate < 0.5:
+            raise ValueError(f"false_alarm_rate={false_alarm_rate}: expected a value in (0, 0.5), e.g. 0.01")
+        if n_resamples < max(100, int(np.ceil(5 / false_alarm_rate))):
+            raise ValueError(
+                f"n_resamples={n_resamples}: too few for false_alarm_rate={false_alarm_rate}; "
+                f"use at least {max(100, int(np.ceil(5 / false_alarm_rate)))}"
+            )
+        if min_rows < 2:
+            raise ValueError(f"min_rows={min_rows}: expected at least 2")
+        self.detectors = detectors if detectors is not None else default_detectors(seed)
+        self.false_alarm_rate = false_alarm_rate
+        self.n_resamples = n_resamples
+        self.min_rows = min_rows
+        self.seed = seed
+        self._pool: Sample | None = None
+        self._reference: Sample | None = None
+        self._nulls: dict[int, _Null] = {}
+
+    def fit(self, reference: Sample, pool: Sample) -> CalibratedDrift:
+        if len(reference) < self.min_rows:
+            raise ValueError(f"baseline: {len(reference)} rows, need at least min_rows={self.min_rows}")
+        if len(pool) < self.min_rows:
+            raise ValueError(
+                f"calibration data: {len(pool)} rows, need at least min_rows={self.min_rows} "
+                "(validation rows, or baseline rows held out from the reference)"
+            )
+        _check_same_dim(reference, pool, "calibration data")
+        active = []
+        for det in self.detectors:
+            if det.needs == "probabilities" and (
+                reference.probabilities is None or pool.probabilities is None
+            ):
+                continue
+            if det.needs == "scores" and (reference.scores is None or pool.scores is None):
+                continue
+            active.append(det.fit(reference))
+        self.detectors = active
+        self._reference, self._pool = reference, pool
+        self._nulls = {}
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.detectors]
+
+    def null(self, n: int) -> _Null:
+        """Null distribution of every detector for windows of ``n`` rows (drawn once, cached)."""
+        if self._pool is None:
+            raise RuntimeError("call fit() first")
+        if n in self._nulls:
+            return self._nulls[n]
+        pool = self._pool
+        rng = np.random.default_rng([self.seed, n])
+        replace = n > len(pool)
+        if replace:
+            idx = rng.integers(0, len(pool), size=(self.n_resamples, n))
+        else:
+            idx = np.stack([rng.choice(len(pool), n, replace=False) for _ in range(self.n_resamples)])
+        scores: dict[str, np.ndarray] = {}
+        for det in self.detectors:
+            if hasattr(det, "null_scores"):
+                s = det.null_scores(pool, idx)
+            else:
+                s = np.array([det.score(pool.take(i)) for i in idx])
+            scores[det.name] = s
+        # Leave-one-out p-values of each resample under each detector, then the smallest per
+        # resample: its alpha-quantile is the per-detector level that holds the family rate.
+        b = self.n_resamples
+        pmat = np.empty((b, len(self.detectors)))
+        for j, det in enumerate(self.detectors):
+            s = scores[det.name]
+            ranks = np.searchsorted(np.sort(s), s, side="left")  # how many are strictly smaller
+            exceed_others = (b - ranks) - 1  # others >= s
+            pmat[:, j] = (1 + exceed_others) / b
+        minp = np.sort(pmat.min(axis=1))
+        k = int(np.floor(self.false_alarm_rate * b))
+        family_p = float(minp[k - 1]) if k >= 1 else 0.0
+        # choose the largest level whose null fraction stays within the rate
+        if k < b and minp[k] == family_p:
+            family_p = float(np.nextafter(family_p, 0.0))
+        sorted_scores = {name: np.sort(s) for name, s in scores.items()}
+        # a score fires when at most c null values reach it: above the (c+1)-th largest
+        c = int(np.floor(family_p * (1 + b) - 1 + 1e-9))
+        thresholds = {
+            name: (float(s[b - 1 - c]) if 0 <= c < b else float("inf")) for name, s in sorted_scores.items()
+        }
+        nul = _Null(sorted_scores, family_p, thresholds)
+        self._nulls[n] = nul
+        return nul
+
+    def test(self, window: Sample) -> WindowVerdict:
+        if self._reference is None:
+            raise RuntimeError("call fit() first")
+        n = len(window)
+        if n < self.min_rows:
+            return WindowVerdict(n, "too_few_rows", ())
+        _check_same_dim(self._reference, window, "window")
+        nul = self.null(n)
+        results = []
+        for det in self.detectors:
+            s = det.score(window)
+            p = _empirical_p(nul.scores[det.name], s)
+            results.append(DetectorResult(det.name, s, nul.thresholds[det.name], p, p <= nul.family_p))
+        return WindowVerdict(n, "ok", tuple(results))

@@ -1,0 +1,301 @@
+"""The self-contained HTML report: drift chart, UMAP view with hover thumbnails, clusters, summary."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from components.drift.view import Cluster, Colouring
+
+DETECTOR_TITLES = {
+    "centroid": "centroid distance (Euclidean)",
+    "cosine": "centroid cosine distance",
+    "mmd2": "MMD² (RBF)",
+    "softmax_ks": "softmax KS, -log10 Bonferroni p",
+    "confidence_drop": "confidence drop",
+}
+
+
+@dataclass
+class ViewData:
+    coords3: np.ndarray
+    coords2: np.ndarray
+    colourings: list[Colouring]
+    hover: list[str]  # text per point
+    thumbnails: list[str]  # data URIs per point ("" when unreadable)
+    clusters: list[Cluster] = field(default_factory=list)
+    degradation: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    is_production: np.ndarray | None = None
+    title: str = ""
+
+
+def drift_chart(table: pd.DataFrame, detectors: list[str]) -> go.Figure:
+    """Row counts as bars, then one panel per detector with its threshold and flagged windows."""
+    rows = 1 + len(detectors)
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.03,
+        subplot_titles=["rows per window (red: flagged, orange: too few rows)"]
+        + [DETECTOR_TITLES.get(d, d) for d in detectors],
+    )
+    x = table["window_start"]
+    colours = np.where(table["flagged"], "#d62728", np.where(table["status"] == "ok", "#7f7f7f", "#ff7f0e"))
+    fig.add_trace(go.Bar(x=x, y=table["n_rows"], marker_color=colours, name="rows"), row=1, col=1)
+    for i, det in enumerate(detectors, start=2):
+        fired = table[f"{det}_fired"].fillna(False).astype(bool)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=table[f"{det}_score"],
+                mode="lines+markers",
+                name=det,
+                customdata=np.stack([table[f"{det}_p_value"].to_numpy(dtype=float)], axis=1),
+                hovertemplate="%{x}<br>score %{y:.4g}<br>p %{customdata[0]:.3g}<extra>" + det + "</extra>",
+            ),
+            row=i,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=table[f"{det}_threshold"],
+                mode="lines",
+                line={"dash": "dash", "color": "#d62728", "width": 1},
+                name=f"{det} threshold",
+                hoverinfo="skip",
+            ),
+            row=i,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x[fired],
+                y=table.loc[fired, f"{det}_score"],
+                mode="markers",
+                marker={"color": "#d62728", "size": 11, "symbol": "x"},
+                name=f"{det} fired",
+            ),
+            row=i,
+            col=1,
+        )
+    fig.update_layout(height=180 * rows + 80, showlegend=False, margin={"t": 40, "l": 60, "r": 20, "b": 40})
+    return fig
+
+
+def _palette(n: int) -> list[str]:
+    base = qualitative.D3 + qualitative.Set3
+    return [base[i % len(base)] for i in range(n)]
+
+
+def umap_figure(view: ViewData, dims: int) -> go.Figure:
+    """One figure holding every colouring as traces; a dropdown switches which are visible."""
+    coords = view.coords3 if dims == 3 else view.coords2
+    scatter = go.Scatter3d if dims == 3 else go.Scattergl
+    idx = np.arange(len(coords))
+    fig = go.Figure()
+    groups: list[tuple[str, list[int]]] = []
+    marker_size = 3 if dims == 3 else 5
+    for col in view.colourings:
+        members = []
+        if col.categorical:
+            for cat, colour in zip(col.categories, _palette(len(col.categories)), strict=True):
+                mask = col.values == cat
+                members.append(len(fig.data))
+                kw = {"x": coords[mask, 0], "y": coords[mask, 1]}
+                if dims == 3:
+                    kw["z"] = coords[mask, 2]
+                fig.add_trace(
+                    scatter(
+                        **kw,
+                        mode="markers",
+                        name=f"{cat} ({int(mask.sum())})",
+                        legendgroup=col.name,
+                        marker={"size": marker_size, "color": colour},
+                        customdata=idx[mask],
+                        hoverinfo="none",
+                        visible=False,
+                    )
+                )
+        else:
+            members.append(len(fig.data))
+            kw = {"x": coords[:, 0], "y": coords[:, 1]}
+            if dims == 3:
+                kw["z"] = coords[:, 2]
+            fig.add_trace(
+                scatter(
+                    **kw,
+                    mode="markers",
+                    name=col.name,
+                    marker={
+                        "size": marker_size,
+                        "color": col.values,
+                        "colorscale": "Viridis",
+                        "showscale": True,
+                        "colorbar": {"title": {"text": col.name}},
+                    },
+                    customdata=idx,
+                    hoverinfo="none",
+                    visible=False,
+                )
+            )
+        groups.append((col.name, members))
+    n = len(fig.data)
+    buttons = []
+    for name, members in groups:
+        vis = [False] * n
+        for m in members:
+            vis[m] = True
+        buttons.append({"label": name, "method": "update", "args": [{"visible": vis}]})
+    for m in groups[0][1]:
+        fig.data[m].visible = True
+    fig.update_layout(
+        updatemenus=[{"buttons": buttons, "direction": "down", "x": 0.0, "y": 1.12, "xanchor": "left"}],
+        height=620,
+        margin={"t": 60, "l": 10, "r": 10, "b": 10},
+        legend={"itemsizing": "constant"},
+        title={"text": f"{view.title} ({dims}-D), colour by:", "x": 0.25, "y": 0.98},
+    )
+    return fig
+
+
+_HOVER_JS = """
+(function() {
+  var thumbs = %(thumbs)s;
+  var texts = %(texts)s;
+  function attach(id) {
+    var el = document.getElementById(id);
+    if (!el || !el.on) { return; }
+    el.on('plotly_hover', function(ev) {
+      var p = ev.points[0]; var i = p.customdata;
+      if (Array.isArray(i)) { i = i[0]; }
+      var img = document.getElementById('thumb-img'); var txt = document.getElementById('thumb-text');
+      if (thumbs[i]) { img.src = thumbs[i]; img.style.display = 'block'; } else { img.style.display = 'none'; }
+      txt.innerHTML = texts[i] || '';
+    });
+  }
+  attach('umap3d'); attach('umap2d');
+})();
+"""
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:16px;color:#222}
+h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em}
+.summary{background:#f6f6f6;padding:10px 14px;border-left:4px solid #d62728}
+.view{display:flex;gap:12px;align-items:flex-start}.view .plots{flex:1;min-width:0}
+#thumb-panel{width:190px;position:sticky;top:10px;border:1px solid #ddd;padding:8px;font-size:0.85em}
+#thumb-img{width:168px;image-rendering:pixelated;display:none}
+table{border-collapse:collapse;font-size:0.85em} td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+.cluster img{width:48px;margin:1px;image-rendering:pixelated}
+"""
+
+
+def _fig_div(fig: go.Figure, div_id: str) -> str:
+    return pio.to_html(
+        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config={"responsive": True}
+    )
+
+
+def _table_html(table: pd.DataFrame, detectors: list[str]) -> str:
+    cols = ["window_start", "n_rows", "status", "accuracy", "mean_score"]
+    cols += [f"{d}_score" for d in detectors] + ["fired"]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for _, r in table.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if isinstance(v, float):
+                v = "" if np.isnan(v) else f"{v:.4g}"
+            elif isinstance(v, pd.Timestamp):
+                v = v.strftime("%Y-%m-%d %H:%M")
+            cells.append(f"<td>{html.escape(str(v))}</td>")
+        style = ' style="background:#fde0e0"' if r["flagged"] else ""
+        body.append(f"<tr{style}>{''.join(cells)}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _clusters_html(view: ViewData, limit: int = 8, examples: int = 10) -> str:
+    if not view.clusters:
+        return "<p>No clusters found in the sample.</p>"
+    parts = [
+        "<table><tr><th>cluster</th><th>points</th><th>production share</th>"
+        "<th>vs. overall</th><th>main prediction</th><th>degradation (ground truth)</th>"
+        "<th>production examples</th></tr>"
+    ]
+    for c in view.clusters[:limit]:
+        prod = [i for i in c.members if view.is_production is None or view.is_production[i]]
+        imgs = "".join(
+            f'<img src="{view.thumbnails[i]}" title="{html.escape(view.hover[i])}">'
+            for i in prod[:examples]
+            if view.thumbnails[i]
+        )
+        main = ""
+        if view.predicted is not None:
+            vals, counts = np.unique(view.predicted[c.members].astype(str), return_counts=True)
+            main = f"{vals[counts.argmax()]} ({counts.max() / c.size:.0%})"
+        deg = ""
+        if view.degradation is not None and prod:
+            vals, counts = np.unique(view.degradation[prod].astype(str), return_counts=True)
+            deg = ", ".join(
+                f"{v} {n / len(prod):.0%}"
+                for v, n in sorted(zip(vals, counts, strict=True), key=lambda t: -t[1])
+            )
+        parts.append(
+            f'<tr class="cluster"><td>{c.label}</td><td>{c.size}</td><td>{c.production_share:.0%}</td>'
+            f"<td>{c.excess:+.0%}</td><td>{html.escape(main)}</td><td>{html.escape(deg)}</td>"
+            f'<td style="text-align:left">{imgs}</td></tr>'
+        )
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def render(
+    table: pd.DataFrame,
+    detectors: list[str],
+    summary: list[str],
+    view: ViewData | None,
+    facts: dict[str, str],
+) -> str:
+    """The whole report as one HTML string (plotly.js inlined once, no external URLs)."""
+    plotly_js = pio.to_html(go.Figure(), include_plotlyjs=True, full_html=False).split("<div")[0]
+    chart = _fig_div(drift_chart(table, detectors), "drift-chart")
+    facts_html = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
+    )
+    summary_html = "".join(f"<p>{html.escape(s)}</p>" for s in summary)
+    if view is not None:
+        umap3 = _fig_div(umap_figure(view, 3), "umap3d")
+        umap2 = _fig_div(umap_figure(view, 2), "umap2d")
+        hover_js = _HOVER_JS % {"thumbs": json.dumps(view.thumbnails), "texts": json.dumps(view.hover)}
+        view_html = (
+            '<div class="view"><div class="plots">'
+            f"{umap3}{umap2}</div>"
+            '<div id="thumb-panel"><b>hovered point</b><img id="thumb-img" alt="thumbnail">'
+            '<div id="thumb-text">Hover a point to see its image.</div></div></div>'
+            f"<h2>Clusters (HDBSCAN), most drifted first</h2>{_clusters_html(view)}"
+            f"<script>{hover_js}</script>"
+        )
+    else:
+        view_html = "<p>No projection: too few points.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Embedding drift report</title>
+<style>{_CSS}</style>{plotly_js}</head><body>
+<h1>Embedding drift report</h1>
+<div class="summary">{summary_html}</div>
+<h2>Drift over time</h2>{chart}
+<h2>Windows</h2>{_table_html(table, detectors)}
+<h2>Embedding view</h2>{view_html}
+<h2>Settings</h2><table>{facts_html}</table>
+</body></html>
+"""
