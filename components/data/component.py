@@ -1,6 +1,6 @@
 """KFP wrapper of the data stage: declares inputs and outputs, calls :func:`build_dataset`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: kfp reads the real annotation objects of the body.
 
 from kfp.dsl import Artifact, Dataset, Markdown, Output
 
