@@ -100,6 +100,10 @@ def render_card(config, source, summary, grid_png: bytes) -> str:
         out.append("None: every source row was usable.")
     out += [
         "",
+        "## Parameters",
+        "",
+        _table(["parameter", "value"], [[k, f"`{v}`"] for k, v in config.parameters().items()]),
+        "",
         "## Samples",
         "",
         "One row per kind of degradation, production images (class name under each).",
