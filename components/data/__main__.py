@@ -18,7 +18,7 @@ HELP = {
     "production_days": "days spanned by production",
     "production_end": "end of production, ISO 8601 (UTC); fixed so that the output is reproducible",
     "window_days": "length in days of the degraded window",
-    "window_start_day": "first day of the window, counted from the production start (default: centred)",
+    "window_start_day": "first day of the window, counted from the production start (default and -1: centred)",
     "degraded_share": "share of the window's rows that are degraded, in [0, 1]",
     "rotation_min": "smallest rotation in degrees (either way)",
     "rotation_max": "largest rotation in degrees (either way)",
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     card = args.pop("card") or output.rstrip("/") + ".md"
     grid = args.pop("grid") or output.rstrip("/") + ".png"
     overwrite = args.pop("overwrite")
+    if args["window_start_day"] == -1:  # as in the KFP component: -1 means centred
+        args["window_start_day"] = None
     try:
         build_dataset(DataConfig(**args), output, card, grid, overwrite=overwrite)
     except (ConfigError, SourceError, FileExistsError) as exc:

@@ -113,9 +113,11 @@ class DataConfig:
                 f"expected at most production_days={self.production_days}"
             )
         latest = self.production_days - self.window_days
-        if self.window_start_day is None:
-            self.window_start_day = latest // 2
-        elif not isinstance(self.window_start_day, int) or not 0 <= self.window_start_day <= latest:
+        if self.window_start_day is not None and (
+            isinstance(self.window_start_day, bool)
+            or not isinstance(self.window_start_day, int)
+            or not 0 <= self.window_start_day <= latest
+        ):
             raise ConfigError(
                 f"window_start_day={self.window_start_day!r}: expected 0..{latest} so that the "
                 f"{self.window_days}-day window fits in the {self.production_days} production days"
@@ -139,12 +141,19 @@ class DataConfig:
         return self.end - timedelta(days=self.production_days)
 
     @property
+    def window_start(self) -> int:
+        """First window day, counted from the production start (``window_start_day`` or centred)."""
+        if self.window_start_day is not None:
+            return self.window_start_day
+        return (self.production_days - self.window_days) // 2
+
+    @property
     def window(self) -> tuple[datetime, datetime]:
-        first = self.start + timedelta(days=self.window_start_day)
+        first = self.start + timedelta(days=self.window_start)
         return first, first + timedelta(days=self.window_days)
 
     def parameters(self) -> dict:
-        return {k: v for k, v in asdict(self).items()}
+        return {**asdict(self), "window_start_day": self.window_start}
 
 
 @dataclass

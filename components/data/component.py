@@ -41,7 +41,7 @@ def data(
         production_days=production_days,
         production_end=production_end,
         window_days=window_days,
-        window_start_day=None if window_start_day < 0 else window_start_day,
+        window_start_day=None if window_start_day == -1 else window_start_day,
         degraded_share=degraded_share,
         rotation_min=rotation_min,
         rotation_max=rotation_max,

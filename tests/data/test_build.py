@@ -36,7 +36,7 @@ def test_only_the_window_is_degraded_and_share_matches(real_source, fashion_dir)
     config = DataConfig(
         source=str(fashion_dir), training_size=100, validation_size=20, production_size=3000, seed=11
     )
-    assert config.window_start_day == 11  # centred: 11 clean days, 7 degraded, 12 clean
+    assert config.window_start == 11  # centred: 11 clean days, 7 degraded, 12 clean
     splits = make_splits(config, real_source)
     prod = splits[schema.PRODUCTION]
     ts = prod.seconds

@@ -49,7 +49,7 @@ def test_defaults():
     config = DataConfig()
     assert (config.training_size, config.validation_size, config.production_size) == (30000, 3000, 6000)
     assert config.production_size // config.production_days == 200
-    assert config.window_start_day == 11
+    assert config.window_start == 11
     assert config.end.isoformat() == "2026-11-01T00:00:00+00:00"
     # a time without offset is UTC; an offset is converted
     assert DataConfig(production_end="2026-11-01T02:00:00+02:00").end == config.end
@@ -115,3 +115,20 @@ def test_cli_unknown_hub_dataset(tmp_path):
     assert "Hub data set 'no-such-org/no_such_set' could not be loaded" in result.stderr
     assert "expected the name of a reachable image-classification data set" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replace_recentres_the_window():
+    import dataclasses
+
+    config = DataConfig()
+    assert (
+        dataclasses.replace(config, production_days=10, production_size=100, window_days=4).window_start == 3
+    )
+    assert DataConfig(window_start_day=0).window_start == 0
+
+
+def test_package_exports():
+    from components.data import DataConfig as Exported
+    from components.data import build_dataset as exported
+
+    assert Exported is DataConfig and exported is build_dataset
