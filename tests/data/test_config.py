@@ -132,3 +132,16 @@ def test_package_exports():
     from components.data import build_dataset as exported
 
     assert Exported is DataConfig and exported is build_dataset
+
+
+def test_cli_builds_dataset_card_and_grid(tmp_path, fashion_dir):
+    out = tmp_path / "ds"
+    args = ("--output", str(out), "--source", str(fashion_dir), "--training-size", "100")
+    result = run_cli(*args, "--validation-size", "20", "--production-size", "60", "--window-start-day", "-1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("data: training=100 validation=20 production=60;")
+    assert (out / "dataset_dict.json").exists()
+    assert (tmp_path / "ds.md").read_text().startswith("# Data card")
+    assert (tmp_path / "ds.png").read_bytes().startswith(b"\x89PNG")
+    again = run_cli(*args)
+    assert again.returncode == 2 and "ds: already exists" in again.stderr
