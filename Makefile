@@ -30,3 +30,43 @@ format: setup ## apply ruff's formatting
 
 bench: setup ## run every benchmark script and print its figures
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# ---- kind: from a laptop with Docker to a run (needs docker, kind and kubectl; NOT run where Docker is absent)
+KIND_CLUSTER ?= fashion-drift
+KFP_VERSION ?= 2.17.0
+KIND_TAG ?= $(TAG)
+STAGES := data train embed prepare arize drift
+KIND_COMPILE_ARGS := --registry $(REGISTRY) --tag $(KIND_TAG) --gpu-limit 0
+
+.PHONY: kind kind-up kind-kfp kind-images kind-config kind-port-forward kind-submit kind-down images
+
+kind: kind-up kind-kfp kind-images kind-config kind-submit ## all kind steps: cluster, KFP, images, config, submit (needs Docker)
+
+kind-up: ## create the kind cluster from manifests/kind/cluster.yaml (needs Docker)
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config manifests/kind/cluster.yaml
+
+kind-kfp: ## install KFP standalone $(KFP_VERSION) (platform-agnostic overlay) and wait for it
+	kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=$(KFP_VERSION)"
+	kubectl wait --for condition=established --timeout=120s crd/applications.app.k8s.io
+	kubectl apply -k manifests/kfp
+	kubectl -n kubeflow wait --for=condition=Available --timeout=900s deployment --all
+
+images: ## build every stage image (docker build -f images/<stage>/Dockerfile)
+	@for s in $(STAGES); do docker build -f images/$$s/Dockerfile -t $(REGISTRY)/fashion-drift-$$s:$(KIND_TAG) . || exit 1; done
+
+kind-images: images ## build the images and load them into the kind nodes
+	@for s in $(STAGES); do kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)/fashion-drift-$$s:$(KIND_TAG) || exit 1; done
+
+kind-config: ## the namespace's Arize secret and launcher config (from manifests/project/*.example)
+	@test -f manifests/project/arize.env || cp manifests/project/arize.env.example manifests/project/arize.env
+	kubectl apply -k manifests/project
+
+kind-port-forward: ## forward the KFP UI and API to http://localhost:8080 (runs in the foreground)
+	kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80
+
+kind-submit: ## submit the training pipeline to the kind cluster (port-forwards in the background) and wait
+	@kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80 >/dev/null 2>&1 & pf=$$!; sleep 3; \
+	$(PY) pipeline.py submit --host http://localhost:8080 $(KIND_COMPILE_ARGS) --wait; rc=$$?; kill $$pf; exit $$rc
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ GPU_STAGES = ("train", "embed")
 # external service (a re-run must log again) and is never cached.
 CACHED_STAGES = ("data", "train", "embed", "prepare", "drift")
 DEFAULT_EXPERIMENT = "fashion-drift"
+DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 DEFAULT_SCHEDULE_NAME = "fashion-drift-monitoring"
 PORT_FORWARD_HINT = "kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80"
 
@@ -87,8 +89,10 @@ class ClusterSettings:
                 "gpu_node_key and gpu_node_value: give the GPU node pool's label, e.g. "
                 "--gpu-node-key cloud.google.com/gke-accelerator --gpu-node-value nvidia-l4"
             )
-        if self.gpu_limit < 1:
-            raise ValueError(f"gpu_limit={self.gpu_limit}: train and embed need at least 1 GPU")
+        if self.gpu_limit < 0:
+            raise ValueError(
+                f"gpu_limit={self.gpu_limit}: give 1 or more GPUs, or 0 for a cluster without GPUs (kind)"
+            )
         if not self.arize_secret:
             raise ValueError(
                 "arize_secret: give the name of the Kubernetes Secret holding api-key and space-id"
@@ -115,10 +119,11 @@ def configure(task, stage: str, settings: ClusterSettings):
         backoff_max_duration=settings.backoff_max,
     )
     task.set_caching_options(stage in CACHED_STAGES)
-    if stage in GPU_STAGES:
+    if stage in GPU_STAGES and settings.gpu_limit > 0:
         task.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(settings.gpu_limit)
         kubernetes.add_node_selector(task, settings.gpu_node_key, settings.gpu_node_value)
         kubernetes.add_toleration(task, key=settings.gpu_resource, operator="Exists", effect="NoSchedule")
+    if stage in GPU_STAGES:
         # Data loaders share batches through /dev/shm; the container default (64 MiB) is too small.
         kubernetes.empty_dir_mount(task, "dshm", "/dev/shm", medium="Memory", size_limit=settings.shm_size)
     if stage == "arize":
@@ -204,31 +209,43 @@ def build_training_pipeline(
         "prepares monitoring records, logs them to Arize and reports embedding drift.",
     )
     def training(
-        training_size: int = 2000,
-        validation_size: int = 500,
-        production_size: int = 1400,
-        production_days: int = 7,
+        source: str = DEFAULT_SOURCE,
+        training_size: int = 6000,
+        validation_size: int = 1000,
+        production_size: int = 3000,
+        production_days: int = 14,
+        window_days: int = 4,
+        degraded_share: float = 0.5,
         seed: int = 0,
         profile: str = "local",
         model_name: str = "",
-        epochs: int = 1,
-        batch_size: int = 64,
-        learning_rate: float = 1e-3,
+        epochs: float = 0.0,
+        batch_size: int = 0,
+        learning_rate: float = 0.0,
         max_steps: int = -1,
         num_shards: int = 1,
-        embed_batch_size: int = 64,
+        embed_batch_size: int = 256,
         image_store: str = "",
         arize_model_name: str = "fashion-mnist-classifier",
         require_arize_credentials: bool = False,
         drift_window: str = "daily",
         false_alarm_rate: float = 0.01,
+        projection: str = "umap",
     ) -> TrainingOutputs:
+        """Per-run parameters; defaults are the local profile (CPU, Debian's Fashion-MNIST).
+
+        0 for epochs, batch_size and learning_rate means the profile's default. On a cluster:
+        profile=cluster, model_name=microsoft/resnet-50, source=<Hub id or bucket>, larger sizes.
+        """
         data = configure(
             c["data"](
+                source=source,
                 training_size=training_size,
                 validation_size=validation_size,
                 production_size=production_size,
                 production_days=production_days,
+                window_days=window_days,
+                degraded_share=degraded_share,
                 seed=seed,
             ),
             "data",
@@ -277,6 +294,7 @@ def build_training_pipeline(
                 baseline=prepare.outputs["prepared"],
                 window=drift_window,
                 false_alarm_rate=false_alarm_rate,
+                projection=projection,
                 seed=seed,
             ),
             "drift",
@@ -321,8 +339,11 @@ def build_monitoring_pipeline(
         baseline_environment: str = schema.TRAINING,
         drift_window: str = "daily",
         false_alarm_rate: float = 0.01,
+        projection: str = "umap",
         seed: int = 0,
     ) -> bool:
+        """URIs of a production batch (a data-stage Dataset folder), a trained Model folder and a
+        stored prepared folder (the baseline); the run returns the drift alert."""
         batch = dsl.importer(artifact_uri=production_uri, artifact_class=Dataset, reimport=False)
         batch.set_display_name("production-batch")
         model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False)
@@ -354,6 +375,7 @@ def build_monitoring_pipeline(
                 baseline_environment=baseline_environment,
                 window=drift_window,
                 false_alarm_rate=false_alarm_rate,
+                projection=projection,
                 seed=seed,
             ),
             "drift",
@@ -409,7 +431,12 @@ def run_local(
     output_dir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
     pipeline_func = build_training_pipeline(factories=factories)
-    task = pipeline_func(**(params or {}))
+    with warnings.catch_warnings():
+        # The local runner ignores cluster settings and uses this environment instead of the images:
+        # both are expected here, and each task would warn about them.
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+        task = pipeline_func(**(params or {}))
     return {name: artifact.path for name, artifact in task.outputs.items()}
 
 
@@ -439,8 +466,6 @@ def check_endpoint(host: str, timeout: float = 5.0) -> None:
 
 
 def make_client(host: str):
-    import warnings
-
     import kfp
 
     check_endpoint(host)
@@ -575,7 +600,10 @@ def _add_image_and_cluster_args(p: argparse.ArgumentParser) -> None:
         "--gpu-node-value", default=d.gpu_node_value, help="GPU node-pool label value (default: %(default)s)"
     )
     p.add_argument(
-        "--gpu-limit", type=int, default=d.gpu_limit, help="GPUs per train/embed task (default: %(default)s)"
+        "--gpu-limit",
+        type=int,
+        default=d.gpu_limit,
+        help="GPUs per train/embed task; 0: no GPU request, node selector or toleration (kind) (default: %(default)s)",
     )
     p.add_argument(
         "--arize-secret", default=d.arize_secret, help="Secret with api-key, space-id (default: %(default)s)"

@@ -25,10 +25,13 @@ def data(
     dataset: Output[Dataset],
     data_card: Output[Markdown],
     sample_grid: Output[Artifact],
+    source: str = "",
     training_size: int = 10,
     validation_size: int = 5,
     production_size: int = 5,
     production_days: int = 7,
+    window_days: int = 2,
+    degraded_share: float = 0.5,
     seed: int = 0,
 ):
     import os
@@ -48,9 +51,9 @@ def train(
     confusion: Output[ClassificationMetrics],
     profile: str = "local",
     model_name: str = "",
-    epochs: int = 1,
-    batch_size: int = 8,
-    learning_rate: float = 0.001,
+    epochs: float = 0.0,
+    batch_size: int = 0,
+    learning_rate: float = 0.0,
     max_steps: int = -1,
     seed: int = 0,
 ):
@@ -114,6 +117,7 @@ def drift(
     baseline_environment: str = "training",
     window: str = "daily",
     false_alarm_rate: float = 0.01,
+    projection: str = "umap",
     seed: int = 0,
 ) -> NamedTuple("Outputs", [("alert", bool)]):
     import os
