@@ -115,3 +115,22 @@ def write_dataset(
         )
     datasets.DatasetDict(splits).save_to_disk(str(folder))
     return Path(folder)
+
+
+def embed_table_for(
+    dataset_dir: str | Path, split: str, dim: int = 16, seed: int = 0, model_version: str = "v-test"
+):
+    """Embed rows for one split of a real data-stage folder: its image IDs, labels, timestamps and
+    degradations, with random predictions and vectors (what the embed stage would add)."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(dataset_dir))[split].with_format("arrow")
+    table = embed_table(split, len(ds), dim=dim, seed=seed, model_version=model_version)
+    for name, column in (
+        (E.IMAGE_ID, ds[D.IMAGE_ID]),
+        (E.LABEL, ds[D.LABEL].cast(pa.int64())),
+        (E.PREDICTION_TS, ds[D.PREDICTION_TS].cast(schema.TIMESTAMP_TYPE)),
+        (E.DEGRADATION, ds[D.DEGRADATION]),
+    ):
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,8 @@ class FakeArize:
     # answer 200 to this many requests, then fail every later one with fail_after_status
     fail_after: int | None = None
     fail_after_status: int = 500
+    # seconds to stall, in order, before answering (then 503, nothing recorded): the client times out
+    stall_s: list[float] = field(default_factory=list)
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,8 +85,12 @@ def fake_arize(monkeypatch):
                 state.requests += 1
                 n = state.requests
                 status = state.fail_with.pop(0) if state.fail_with else 200
+                stall = state.stall_s.pop(0) if state.stall_s else 0.0
                 if state.fail_after is not None and n > state.fail_after:
                     status = state.fail_after_status
+            if stall:
+                time.sleep(stall)
+                status = 503
             if status == 200:
                 table, proto = _decode(body)
                 with state.lock:
@@ -99,6 +106,12 @@ def fake_arize(monkeypatch):
                         )
                     )
             payload = b"{}" if status == 200 else b'{"error": "try again"}'
+            try:
+                self._answer(status, payload)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+                pass
+
+        def _answer(self, status: int, payload: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

@@ -80,6 +80,13 @@ def test_retries_5xx_with_backoff(fake_arize, credentials, prepared_dir, tmp_pat
     assert [r.table.num_rows for r in fake_arize.received] == list(COUNTS.values())
 
 
+def test_retries_timeouts(fake_arize, credentials, prepared_dir, tmp_path):
+    fake_arize.stall_s = [1.5]  # longer than the client's timeout
+    result = log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=100, **{**FAST, "timeout_s": 0.5})
+    assert result.environments[schema.TRAINING].retries == 1
+    assert [r.table.num_rows for r in fake_arize.received] == list(COUNTS.values())
+
+
 def test_gives_up_after_max_attempts(fake_arize, credentials, prepared_dir, tmp_path):
     fake_arize.fail_with = [503] * 3
     with pytest.raises(
@@ -93,15 +100,16 @@ def test_gives_up_after_max_attempts(fake_arize, credentials, prepared_dir, tmp_
     assert fake_arize.received == []
 
 
-def test_401_stops_with_a_message_about_key_and_space(
-    fake_arize, credentials, prepared_dir, tmp_path, capsys
+@pytest.mark.parametrize("status", [401, 403])
+def test_401_403_stop_with_a_message_about_key_and_space(
+    status, fake_arize, credentials, prepared_dir, tmp_path, capsys
 ):
     key, space = credentials
-    fake_arize.fail_with = [401]
+    fake_arize.fail_with = [status]
     with pytest.raises(CredentialsError) as err:
         log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=100, **FAST)
     message = str(err.value)
-    assert "HTTP 401" in message and "ARIZE_API_KEY" in message and "ARIZE_SPACE_ID" in message
+    assert f"HTTP {status}" in message and "ARIZE_API_KEY" in message and "ARIZE_SPACE_ID" in message
     assert fake_arize.requests == 1  # not retried
     out = capsys.readouterr()
     for text in (message, out.out, out.err, (tmp_path / "s.md").read_text()):

@@ -309,3 +309,33 @@ def test_duplicate_and_unknown_image_ids_kept_aside(tmp_path, dataset_dir):
     assert result.rejected == 2
     assert reasons[0].startswith("duplicate image_id 'production-00001'")
     assert "'not-in-the-data-set' is not in the data set" in reasons[1]
+
+
+def test_with_the_data_stage_output(tmp_path):
+    """The real data stage's folder (components.data.build_dataset, real Fashion-MNIST): images found and exported."""
+    import datasets
+
+    from components.data.build import DataConfig, build_dataset
+
+    config = DataConfig(
+        training_size=12, validation_size=6, production_size=12, production_days=3, window_days=1
+    )
+    build_dataset(config, tmp_path / "dataset", quiet=True)
+    dirs = [
+        synthetic.write_embed_dir(
+            tmp_path / f"e-{s}", synthetic.embed_table_for(tmp_path / "dataset", s, seed=i)
+        )
+        for i, s in enumerate(schema.SPLITS)
+    ]
+    result = prepare_records(
+        dirs, tmp_path / "dataset", tmp_path / "out", now=NOW, chunk_rows=5, progress=False
+    )
+    assert result.rows == {schema.TRAINING: 12, schema.VALIDATION: 6, schema.PRODUCTION: 12}
+    assert result.rejected == 0
+    prod = read_env(tmp_path / "out", schema.PRODUCTION)
+    source = datasets.load_from_disk(str(tmp_path / "dataset"))[schema.PRODUCTION]
+    assert prod[P.DEGRADATION].to_pylist() == list(source[schema.DatasetColumns.DEGRADATION])
+    assert pc.max(prod[P.PREDICTION_TS]).as_py() == NOW_DT
+    k = len(source) - 1
+    exported = np.asarray(Image.open(prod[P.IMAGE_LINK][k].as_py()))
+    np.testing.assert_array_equal(exported, np.asarray(source[k][schema.DatasetColumns.IMAGE]))
