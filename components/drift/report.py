@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.colors import qualitative
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from components.drift.view import Cluster, Colouring
@@ -268,7 +269,8 @@ def render(
     facts: dict[str, str],
 ) -> str:
     """The whole report as one HTML string (plotly.js inlined once, no external URLs)."""
-    plotly_js = pio.to_html(go.Figure(), include_plotlyjs=True, full_html=False).split("<div")[0]
+    # plotly.js inlined once (what include_plotlyjs=True embeds), so the page works offline
+    plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     chart = _fig_div(drift_chart(table, detectors), "drift-chart")
     facts_html = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()

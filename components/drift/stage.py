@@ -29,7 +29,7 @@ class DriftConfig:
     min_window_rows: int = 20
     max_window_rows: int = 1000  # detectors run on a uniform sample of at most this many rows
     reference_size: int = 2000
-    calibration_size: int = 2000
+    calibration_size: int = 3000
     projection: str = "umap"  # or "pca" for a quick look
     umap_sample: int = 3000
     umap_epochs: int = 200

@@ -1,0 +1,141 @@
+"""Detectors on plain arrays: hand-computed values, calibrated false-alarm rates, shifts, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.drift.detectors import (
+    MMD2,
+    CalibratedDrift,
+    CentroidDistance,
+    ConfidenceDrop,
+    CosineDistance,
+    Sample,
+    SoftmaxKS,
+    centroid_distance,
+    cosine_distance,
+)
+
+DIM = 8
+
+
+def _sample(rng, n, shift=0.0, scale=1.0):
+    x = rng.normal(size=(n, DIM)) * scale
+    x[:, 0] += shift
+    logits = 1.5 * x[:, :4]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return Sample(x.astype(np.float32), p, p.max(1))
+
+
+def test_centroid_distance_matches_the_arize_example():
+    # Arize docs: centroids [4, 5, 6] and [5, 4, 2] are sqrt(1 + 1 + 16) = 4.24 apart.
+    a = np.array([[3.0, 5.0, 7.0], [5.0, 5.0, 5.0]])  # mean [4, 5, 6]
+    b = np.array([[5.0, 4.0, 2.0]])
+    assert centroid_distance(a, b) == pytest.approx(4.2426, abs=1e-4)
+    det = CentroidDistance().fit(Sample(a))
+    assert det.score(Sample(b)) == pytest.approx(np.sqrt(18.0))
+
+
+def test_cosine_distance_by_hand():
+    assert cosine_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(1.0)
+    assert cosine_distance(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == pytest.approx(0.0, abs=1e-12)
+    det = CosineDistance().fit(Sample(np.array([[1.0, 0.0], [1.0, 0.0]])))
+    assert det.score(Sample(np.array([[0.0, 3.0]]))) == pytest.approx(1.0)
+
+
+def test_confidence_drop_and_mmd_by_hand():
+    ref = Sample(np.zeros((4, 2)), scores=np.array([0.9, 0.9, 0.8, 0.8]))
+    assert ConfidenceDrop().fit(ref).score(
+        Sample(np.zeros((2, 2)), scores=np.array([0.5, 0.6]))
+    ) == pytest.approx(0.3, abs=1e-6)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    mmd = MMD2().fit(Sample(x))
+    same = mmd.score(Sample(rng.normal(size=(200, 3))))
+    moved = mmd.score(Sample(rng.normal(size=(200, 3)) + 1.0))
+    assert abs(same) < 0.02 < moved
+
+
+def test_softmax_ks_p_value_small_for_a_shift_and_large_for_none():
+    rng = np.random.default_rng(1)
+    ks = SoftmaxKS().fit(_sample(rng, 500))
+    assert ks.p_value(_sample(rng, 200)) > 0.01
+    assert ks.p_value(_sample(rng, 200, shift=1.5)) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    rng = np.random.default_rng(2)
+    cal = CalibratedDrift(false_alarm_rate=0.05, n_resamples=400, min_rows=10, seed=3)
+    return cal.fit(_sample(rng, 800), _sample(rng, 1500))
+
+
+def test_false_alarm_rates_on_clean_resamples_are_near_the_setting():
+    # Three calibrations (different pools), 200 fresh clean windows each, at a 5% family rate.
+    flags, per = [], {}
+    for seed in (10, 11, 12):
+        rng = np.random.default_rng(seed)
+        cal = CalibratedDrift(false_alarm_rate=0.05, n_resamples=400, min_rows=10, seed=seed)
+        cal.fit(_sample(rng, 800), _sample(rng, 3000))
+        for _ in range(200):
+            v = cal.test(_sample(rng, 40))
+            flags.append(v.flagged)
+            for d in v.detectors:
+                per.setdefault(d.name, []).append(d.p_value <= 0.05)
+    family = np.mean(flags)
+    # binomial(600, 0.05) has sd 0.009; the finite calibration pool adds a little more
+    assert 0.025 <= family <= 0.085, family
+    for name, hits in per.items():
+        # each detector alone at the 5% level: its empirical p-values are near uniform
+        assert 0.02 <= np.mean(hits) <= 0.09, (name, np.mean(hits))
+
+
+def test_a_shifted_sample_is_flagged(calibrated):
+    rng = np.random.default_rng(5)
+    verdict = calibrated.test(_sample(rng, 60, shift=1.5))
+    assert verdict.flagged
+    assert {"centroid", "mmd2", "softmax_ks"} <= set(verdict.fired)
+    assert all(0 < d.p_value <= 1 for d in verdict.detectors)
+
+
+def test_mmd_sees_a_spread_change_that_the_centroid_cannot(calibrated):
+    rng = np.random.default_rng(6)
+    verdict = calibrated.test(_sample(rng, 60, scale=1.8))
+    assert verdict.by_name("mmd2").drifted
+    assert not verdict.by_name("centroid").drifted
+
+
+def test_small_windows_are_marked_not_flagged(calibrated):
+    rng = np.random.default_rng(7)
+    one = calibrated.test(_sample(rng, 1, shift=5.0))
+    assert one.status == "too_few_rows" and not one.flagged and one.detectors == ()
+    empty = calibrated.test(Sample(np.zeros((0, DIM), dtype=np.float32)))
+    assert empty.status == "too_few_rows" and not empty.flagged
+
+
+def test_bad_input_gives_clear_errors(calibrated):
+    with pytest.raises(ValueError, match="window has 5 dimensions, the baseline 8"):
+        calibrated.test(Sample(np.zeros((30, 5))))
+    bad = np.zeros((30, DIM))
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="1 row\\(s\\) hold NaN"):
+        Sample(bad)
+    with pytest.raises(ValueError, match="2-D"):
+        Sample(np.zeros(5))
+    with pytest.raises(ValueError, match="false_alarm_rate"):
+        CalibratedDrift(false_alarm_rate=0.0)
+    with pytest.raises(ValueError, match="n_resamples=100: too few"):
+        CalibratedDrift(false_alarm_rate=0.01, n_resamples=100)
+    with pytest.raises(ValueError, match="calibration data: 3 rows"):
+        CalibratedDrift(min_rows=10).fit(Sample(np.zeros((50, 2))), Sample(np.zeros((3, 2))))
+
+
+def test_detectors_without_probabilities_are_left_out():
+    rng = np.random.default_rng(8)
+    cal = CalibratedDrift(false_alarm_rate=0.05, n_resamples=200, min_rows=10).fit(
+        Sample(rng.normal(size=(300, 4))), Sample(rng.normal(size=(300, 4)))
+    )
+    assert cal.names == ["centroid", "cosine", "mmd2"]
+    assert cal.test(Sample(rng.normal(size=(40, 4)) + 2.0)).flagged
