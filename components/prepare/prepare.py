@@ -594,9 +594,10 @@ def _prepared_table(
             lambda args: storage.write_bytes(args[0], args[1], "image/png"), zip(targets, pngs, strict=True)
         )
     )
-    # A store of its own: the link is what storage.write_bytes returns (a gs:// or s3:// URL, or a path).
-    # The default store inside the prepared folder: the link is under the artifact's URI.
-    links = [storage.join(link_base, env, name) for name in names] if link_base else written
+    # A store of its own: the link is what storage.write_bytes returns (an https URL or a path).
+    # The default store inside the prepared folder: the link of the file under the artifact's URI
+    # (storage.link_for: the same form write_bytes would return; the local path under kfp.local).
+    links = [storage.link_for(storage.join(link_base, env, name)) for name in names] if link_base else written
     return pa.table(
         {
             P.PREDICTION_ID: pa.array([prediction_id(model_version, i) for i in ids], pa.string()),

@@ -120,7 +120,7 @@ def fake_arize(monkeypatch):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state = FakeArize("127.0.0.1", server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setenv("ARIZE_API_HOST", "127.0.0.1")
     monkeypatch.setenv("ARIZE_API_SCHEME", "http")

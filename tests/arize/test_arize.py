@@ -203,3 +203,12 @@ def test_missing_folder_column_or_rows(no_credentials, prepared_dir, tmp_path):
         log_prepared(bad, tmp_path / "s.md", **FAST)
     with pytest.raises(ValueError, match="chunk_rows=0"):
         log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=0, **FAST)
+
+
+def test_command_line_without_credentials(no_credentials, prepared_dir, tmp_path):
+    from components.arize.__main__ import main
+
+    assert main(["--prepared", str(prepared_dir), "--summary", str(tmp_path / "s.md")]) == 0
+    assert "NOTHING SENT" in (tmp_path / "s.md").read_text()
+    with pytest.raises(CredentialsError):
+        main(["--prepared", str(prepared_dir), "--summary", str(tmp_path / "t.md"), "--require-credentials"])

@@ -197,6 +197,28 @@ def test_remote_image_store_goes_through_storage(monkeypatch, dataset_dir, tmp_p
     assert not (tmp_path / "out" / schema.prepared_file(schema.TRAINING)).exists()  # absent environment
 
 
+def test_default_store_links_under_a_bucket_artifact_uri(monkeypatch, dataset_dir, tmp_path):
+    """On a cluster the prepared artifact's URI is a bucket: files go in the folder, links name the bucket."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("STORAGE_LINKS", raising=False)
+    tables = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION]}
+    base = "gs://bkt/root/run-1/prepare/prepared/images"
+    prepare_records(
+        write_embeds(tmp_path, tables),
+        dataset_dir,
+        tmp_path / "out",
+        now=NOW,
+        image_link_base=base,
+        progress=False,
+    )
+    links = read_env(tmp_path / "out", schema.PRODUCTION)[P.IMAGE_LINK].to_pylist()
+    assert (
+        links[0]
+        == "https://storage.googleapis.com/bkt/root/run-1/prepare/prepared/images/production/production-00000.png"
+    )
+    assert (tmp_path / "out" / "images" / schema.PRODUCTION / "production-00000.png").is_file()
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -339,3 +361,14 @@ def test_with_the_data_stage_output(tmp_path):
     k = len(source) - 1
     exported = np.asarray(Image.open(prod[P.IMAGE_LINK][k].as_py()))
     np.testing.assert_array_equal(exported, np.asarray(source[k][schema.DatasetColumns.IMAGE]))
+
+
+def test_command_line(dataset_dir, tmp_path):
+    from components.prepare.__main__ import main
+
+    tables = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION]}
+    dirs = [str(d) for d in write_embeds(tmp_path, tables)]
+    args = ["--embeddings", *dirs, "--dataset", str(dataset_dir), "--output", str(tmp_path / "out")]
+    assert main([*args, "--now", NOW, "--chunk-rows", "10", "--summary", str(tmp_path / "s.md")]) == 0
+    assert json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())["rows"] == {schema.PRODUCTION: 25}
+    assert "| production | 25 |" in (tmp_path / "s.md").read_text()
