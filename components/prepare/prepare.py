@@ -533,6 +533,9 @@ def prepare_records(
         for w in writers.values():
             w.commit()
         rejected.commit()
+        for env in schema.SPLITS:  # a table left by an earlier run into the same folder is not ours
+            if env not in writers:
+                (out / schema.prepared_file(env)).unlink(missing_ok=True)
     except BaseException:
         for w in [*writers.values(), rejected]:
             w.abort()

@@ -369,6 +369,9 @@ def test_command_line(dataset_dir, tmp_path):
     tables = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION]}
     dirs = [str(d) for d in write_embeds(tmp_path, tables)]
     args = ["--embeddings", *dirs, "--dataset", str(dataset_dir), "--output", str(tmp_path / "out")]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / schema.prepared_file(schema.TRAINING)).write_bytes(b"left by an earlier run")
     assert main([*args, "--now", NOW, "--chunk-rows", "10", "--summary", str(tmp_path / "s.md")]) == 0
     assert json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())["rows"] == {schema.PRODUCTION: 25}
     assert "| production | 25 |" in (tmp_path / "s.md").read_text()
+    assert not (tmp_path / "out" / schema.prepared_file(schema.TRAINING)).exists()
