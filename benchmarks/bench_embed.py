@@ -1,0 +1,305 @@
+"""Benchmark of the embed stage against the seed's way and a bare forward pass.
+
+In one process, on the same model and the same rows:
+
+1. the embed stage (``components.embed.embed.embed_dataset``: reads the data set folder, decodes,
+   computes features, writes Parquet), timed end to end;
+2. the seed's way: ``Trainer.predict`` with ``output_hidden_states=True``, batch 8, per-image PIL
+   transforms (``torchvision.transforms`` Resize / CenterCrop / ToTensor / Normalize), every
+   hidden state of every row gathered, the last one averaged afterwards;
+3. a bare forward pass over already-decoded, already-transformed tensors (the compute limit of
+   the model here), same batch size and thread count as the stage.
+
+It checks that all three give the same embeddings and predictions (within a tolerance; the seed's
+PIL resize differs from torchvision's tensor resize by rounding), prints images per second and
+the ratios, and measures the stage's peak memory at two split sizes in fresh subprocesses
+(peak RSS from ``getrusage`` minus the RSS after imports and model loading, plus the
+``tracemalloc`` peak of Python-level allocations): it must not grow with the number of rows.
+
+    .venv/bin/python benchmarks/bench_embed.py [--rows 4000] [--model DIR] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+MEMORY_PROBE = r"""
+import json, resource, sys, tracemalloc, torch
+from components.embed.embed import embed_dataset, load_model
+torch.set_num_threads(int(sys.argv[5]))
+data, model, out, shards = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+load_model(model)  # imports and one model load before the baseline
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+base = rss_mb()
+tracemalloc.start()
+r = embed_dataset(data, model, out, splits="production", shard_index=0, num_shards=shards,
+                  threads=int(sys.argv[5]), progress=False)
+_, py_peak = tracemalloc.get_traced_memory()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rows": r.rows, "rss_base_mb": base, "rss_peak_mb": peak,
+                  "rss_growth_mb": peak - base, "tracemalloc_peak_mb": py_peak / 2**20}))
+"""
+
+
+def make_model(folder: Path) -> Path:
+    """A local-profile model folder (randomly initialised weights) in the train stage's shape."""
+    from transformers import AutoModelForImageClassification
+
+    from components.train.preprocess import local_image_processor
+    from components.train.train import SUMMARY_FILE, local_resnet_config, weights_version
+
+    model = AutoModelForImageClassification.from_config(local_resnet_config(32))
+    model.save_pretrained(folder)
+    local_image_processor(32).save_pretrained(folder)
+    (folder / SUMMARY_FILE).write_text(json.dumps({"model_version": weights_version(folder), "metrics": {}}))
+    return folder
+
+
+def seed_way(ds, model_dir: Path, geometry, work: Path):
+    """Trainer.predict, batch 8, per-image PIL transforms, all hidden states kept, averaged after."""
+    import torch
+    from torchvision import transforms
+    from transformers import AutoModelForImageClassification, Trainer, TrainingArguments
+
+    from components.common.schema import DatasetColumns as C
+
+    tf = transforms.Compose(
+        [
+            transforms.Resize(geometry.resize_size),
+            transforms.CenterCrop(geometry.crop_size),
+            transforms.ToTensor(),
+            transforms.Normalize(geometry.mean, geometry.std),
+        ]
+    )
+
+    def apply(batch):
+        return {
+            "pixel_values": [tf(img.convert("RGB")) for img in batch[C.IMAGE]],
+            "labels": batch[C.LABEL],
+        }
+
+    model = AutoModelForImageClassification.from_pretrained(model_dir)
+    model.config.output_hidden_states = True
+    args = TrainingArguments(
+        output_dir=str(work / "seed"), per_device_eval_batch_size=8, report_to="none", disable_tqdm=True
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        data_collator=lambda ex: {
+            "pixel_values": torch.stack([e["pixel_values"] for e in ex]),
+            "labels": torch.tensor([e["labels"] for e in ex]),
+        },
+    )
+    data = ds.select_columns([C.IMAGE, C.LABEL]).with_transform(apply)
+    out = trainer.predict(data)
+    logits, hidden = out.predictions[0], out.predictions[1]
+    embedding = hidden[-1].mean(axis=(2, 3))
+    return logits, embedding
+
+
+def bare_forward(pixels, model_dir: Path, batch_size: int):
+    """The compute limit: inference_mode, channels-last, pixels already decoded and transformed."""
+    import torch
+
+    from components.embed.embed import load_model
+
+    lm = load_model(model_dir)
+    logits, embs = [], []
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(pixels), batch_size):
+            lo, em = lm.forward(pixels[i : i + batch_size])
+            logits.append(lo)
+            embs.append(em)
+    seconds = time.perf_counter() - started
+    return torch.cat(logits).numpy(), torch.cat(embs).numpy(), seconds
+
+
+def decode_all(ds, geometry):
+    import torch
+
+    from components.common.schema import DatasetColumns as C
+    from components.train.preprocess import eval_transform, pil_to_rgb_tensor
+
+    images = torch.stack([pil_to_rgb_tensor(img) for img in ds[C.IMAGE]])
+    return eval_transform(geometry)(images).contiguous()
+
+
+def memory_probe(data: Path, model: Path, work: Path, shards: int, threads: int) -> dict:
+    out = work / f"mem-{shards}"
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(data), str(model), str(out), str(shards), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(name: str, emb, ref, logits, ref_logits) -> dict:
+    diff = np.abs(emb - ref)
+    scale = np.abs(ref).max()
+    cos = (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
+    agree = float((logits.argmax(1) == ref_logits.argmax(1)).mean())
+    return {
+        "against": name,
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float(diff.max() / scale),
+        "min_cosine": float(cos.min()),
+        "prediction_agreement": agree,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=4000, help="rows embedded by each way (production split)")
+    ap.add_argument(
+        "--memory-rows", type=int, nargs=2, default=(1000, 8000), help="two split sizes for memory"
+    )
+    ap.add_argument(
+        "--model", default=None, help="a train-stage model folder (default: a fresh local ResNet)"
+    )
+    ap.add_argument("--batch-size", type=int, default=256, help="the stage's and the bare pass's batch size")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch threads for all ways (0 = the stage default)"
+    )
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
+
+    import datasets
+    import pyarrow.parquet as pq
+    import torch
+
+    from components.common import schema
+    from components.common.schema import EmbedColumns as E
+    from components.data.build import DataConfig, build_dataset
+    from components.embed.embed import embed_dataset, load_model
+    from components.train.train import default_threads
+
+    threads = a.threads or default_threads()
+    torch.set_num_threads(threads)
+    big = max(a.rows, *a.memory_rows)
+    work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
+    data_dir = work / "dataset"
+    print(f"bench: building {big} production rows with the data stage in {work} ...", flush=True)
+    build_dataset(
+        DataConfig(source=FASHION, training_size=100, validation_size=100, production_size=big, seed=1),
+        data_dir,
+        quiet=True,
+    )
+    # the speed comparison runs on the first `rows` rows: a data set folder holding just those
+    sub_dir = work / "dataset-rows"
+    dd = datasets.load_from_disk(str(data_dir))
+    dd[schema.PRODUCTION] = dd[schema.PRODUCTION].select(range(a.rows))
+    dd.save_to_disk(str(sub_dir))
+    model_dir = Path(a.model) if a.model else make_model(work / "model")
+    geometry = load_model(model_dir).geometry
+    ds = datasets.load_from_disk(str(sub_dir))[schema.PRODUCTION]
+
+    # 1. the stage (one small warm-up run first so imports and first-call costs are not timed)
+    embed_dataset(sub_dir, model_dir, work / "warm", splits="validation", threads=threads, progress=False)
+    started = time.perf_counter()
+    res = embed_dataset(
+        sub_dir,
+        model_dir,
+        work / "stage",
+        splits="production",
+        batch_size=a.batch_size,
+        threads=threads,
+        progress=False,
+    )
+    stage_s = time.perf_counter() - started
+    table = pq.read_table(work / "stage" / schema.EMBED_FILE)
+    stage_emb = np.asarray(table.column(E.EMBEDDING).to_pylist(), dtype=np.float32)
+    stage_prob = np.asarray(table.column(E.PROBABILITIES).to_pylist(), dtype=np.float32)
+
+    # 2. the seed's way
+    started = time.perf_counter()
+    seed_logits, seed_emb = seed_way(ds, model_dir, geometry, work)
+    seed_s = time.perf_counter() - started
+
+    # 3. bare forward pass over decoded tensors (decoding not timed)
+    pixels = decode_all(ds, geometry)
+    bare_logits, bare_emb, bare_s = bare_forward(pixels, model_dir, a.batch_size)
+
+    n = a.rows
+    rates = {"stage": n / stage_s, "seed": n / seed_s, "bare_forward": n / bare_s}
+    checks = [
+        compare("bare_forward", stage_emb, bare_emb, stage_prob, bare_logits),
+        compare("seed", stage_emb, seed_emb, stage_prob, seed_logits),
+    ]
+    same = (
+        checks[0]["max_rel_diff"] < 1e-4
+        and checks[0]["prediction_agreement"] == 1.0
+        and checks[1]["min_cosine"] > 0.999
+        and checks[1]["prediction_agreement"] >= 0.99
+    )
+
+    print(
+        f"bench: memory of the stage at {a.memory_rows[0]} and {a.memory_rows[1]} rows (fresh subprocesses) ..."
+    )
+    mem = [memory_probe(data_dir, model_dir, work, max(1, big // m), threads) for m in a.memory_rows]
+
+    figures = {
+        "rows": n,
+        "threads": threads,
+        "batch_size": a.batch_size,
+        "cpu": os.cpu_count(),
+        "images_per_second": rates,
+        "seconds": {"stage": stage_s, "seed": seed_s, "bare_forward": bare_s},
+        "ratios": {
+            "stage_over_seed": rates["stage"] / rates["seed"],
+            "stage_over_bare_forward": rates["stage"] / rates["bare_forward"],
+        },
+        "equality": checks,
+        "memory": mem,
+        "stage_failures": len(res.failures),
+    }
+    print(
+        f"\nembed benchmark: {n} rows, {threads} torch thread(s), batch {a.batch_size}, {os.cpu_count()} CPUs"
+    )
+    print(f"{'way':<14}{'images/s':>10}{'seconds':>10}")
+    for k in ("stage", "seed", "bare_forward"):
+        print(f"{k:<14}{rates[k]:>10.0f}{figures['seconds'][k]:>10.2f}")
+    r = figures["ratios"]
+    print(
+        f"stage / seed         = {r['stage_over_seed']:.1f}x   (target >= 10x: {'met' if r['stage_over_seed'] >= 10 else 'MISSED'})"
+    )
+    print(
+        f"stage / bare forward = {r['stage_over_bare_forward']:.2f}x  "
+        f"(target >= 0.5x: {'met' if r['stage_over_bare_forward'] >= 0.5 else 'MISSED'})"
+    )
+    for c in checks:
+        print(
+            f"same as {c['against']:<12}: max abs diff {c['max_abs_diff']:.2e} (relative {c['max_rel_diff']:.2e}), "
+            f"min cosine {c['min_cosine']:.6f}, predictions agree {c['prediction_agreement']:.4f}"
+        )
+    for m in mem:
+        print(
+            f"memory at {m['rows']:>6} rows: peak RSS growth {m['rss_growth_mb']:.1f} MB over {m['rss_base_mb']:.0f} MB "
+            f"after load; tracemalloc peak {m['tracemalloc_peak_mb']:.1f} MB"
+        )
+    grows = mem[1]["rss_growth_mb"] > mem[0]["rss_growth_mb"] + 64
+    print(f"memory grows with rows: {'YES' if grows else 'no'}")
+    print(f"embeddings equal within tolerance: {'yes' if same else 'NO'}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(figures, indent=2))
+    return 0 if same and not grows else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,488 @@
+"""Predictions, scores, probabilities, embeddings and image features for every row of a split.
+
+Fast and bounded in memory on a split of any size:
+
+- the data set's Arrow table is memory-mapped and read one batch at a time (images stay PNG
+  bytes until decoded);
+- a background thread decodes the next batch (torchvision's C++ PNG decoder), computes the image
+  features and runs the evaluation transform on the whole batch at once, while the main thread
+  runs the model on the previous one;
+- the model runs under ``torch.inference_mode`` in channels-last layout; only the last hidden
+  state is kept (for ResNet-like models the pooled output *is* its spatial mean, and the
+  classifier runs on it, so there is a single forward pass); reduced precision only on a GPU;
+- each batch is appended to the Parquet file as it is done, into a temporary folder that is
+  renamed when complete.
+
+An image that does not decode is counted, listed in ``failures.parquet`` and in the summary, and
+skipped; the other rows of its batch go on.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from components.common import schema
+from components.common.schema import DatasetColumns as C
+from components.common.schema import EmbedColumns as E
+
+DEFAULT_BATCH_SIZE = 256
+REQUIRED_COLUMNS = (C.IMAGE, C.LABEL, C.IMAGE_ID, C.PREDICTION_TS, C.DEGRADATION)
+FAILURES_SCHEMA = pa.schema(
+    [("image_id", pa.string()), ("split", pa.string()), ("row", pa.int64()), ("error", pa.string())]
+)
+LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+
+
+# ------------------------------------------------------------------------------------ the model
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    geometry: object  # components.train.preprocess.ImageGeometry
+    model_version: str
+    device: torch.device
+    dtype: torch.dtype
+    fused: bool  # ResNet-like: base model's pooled output feeds ``classifier`` directly
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixel_values [B, 3, S, S] -> (logits [B, K] float32, embedding [B, D] float32)."""
+        x = pixel_values.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        autocast = self.device.type == "cuda" and self.dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+            if self.fused:
+                out = self.model.base_model(x, output_hidden_states=False)
+                hidden = out.last_hidden_state
+                logits = self.model.classifier(out.pooler_output)
+            else:  # generic fallback: ask for hidden states, keep the last one only
+                out = self.model(pixel_values=x, output_hidden_states=True)
+                hidden = out.hidden_states[-1]
+                logits = out.logits
+        embedding = hidden.float().mean(dim=(-2, -1)) if hidden.dim() == 4 else hidden.float().mean(dim=1)
+        return logits.float(), embedding
+
+
+def check_model_folder(model_dir: Path) -> None:
+    """A ValueError naming what a model folder lacks (config, weights, processor, summary)."""
+    from components.train.train import SUMMARY_FILE
+
+    if not model_dir.is_dir():
+        raise ValueError(f"model folder {model_dir} does not exist or is not a folder")
+    missing = []
+    if not (model_dir / "config.json").is_file():
+        missing.append("config.json (model configuration)")
+    if not (list(model_dir.glob("*.safetensors")) or list(model_dir.glob("pytorch_model*.bin"))):
+        missing.append("weights (model.safetensors)")
+    if not (model_dir / "preprocessor_config.json").is_file():
+        missing.append("preprocessor_config.json (image processor)")
+    if not (model_dir / SUMMARY_FILE).is_file():
+        missing.append(f"{SUMMARY_FILE} (model_version)")
+    if missing:
+        raise ValueError(
+            f"model folder {model_dir}: missing {'; '.join(missing)}; expected the train stage's output "
+            "(save_pretrained model + image processor + training summary)"
+        )
+
+
+def load_model(model_dir: str | Path, device: str | None = None, precision: str = "auto") -> LoadedModel:
+    """Load a train-stage model folder for inference."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from components.train.preprocess import ImageGeometry
+    from components.train.train import load_summary
+
+    model_dir = Path(model_dir)
+    check_model_folder(model_dir)
+    summary = load_summary(model_dir)
+    try:
+        processor = AutoImageProcessor.from_pretrained(str(model_dir))
+        model = AutoModelForImageClassification.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"model folder {model_dir}: cannot be loaded ({type(e).__name__}: {e})") from e
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if precision == "auto":
+        dtype = (
+            (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+            if dev.type == "cuda"
+            else torch.float32
+        )
+    else:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    model = model.eval().to(dev).to(memory_format=torch.channels_last)
+    fused = hasattr(model, "classifier") and "ResNet" in type(model).__name__
+    return LoadedModel(
+        model, ImageGeometry.from_processor(processor), summary["model_version"], dev, dtype, fused
+    )
+
+
+# ------------------------------------------------------------------------------- image features
+
+
+def image_features(gray: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 [B, H, W] -> brightness (mean in [0, 1]), contrast (std), sharpness (variance of Laplacian)."""
+    x = gray.float().div_(255.0).unsqueeze(1)
+    brightness = x.mean(dim=(1, 2, 3))
+    contrast = x.std(dim=(1, 2, 3), unbiased=False)
+    lap = torch.nn.functional.conv2d(x, LAPLACIAN.to(x.dtype))
+    sharpness = lap.var(dim=(1, 2, 3), unbiased=False)
+    return brightness.numpy(), contrast.numpy(), sharpness.numpy()
+
+
+# ------------------------------------------------------------------------------------- batches
+
+
+@dataclass
+class Batch:
+    table: pa.Table  # the rows that decoded (contract columns only)
+    pixel_values: torch.Tensor | None
+    features: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    failures: list[dict] = field(default_factory=list)
+
+
+def _image_bytes(images: pa.ChunkedArray, split: str, start: int) -> list[bytes | None | Exception]:
+    arr = images.combine_chunks()
+    data = arr.field("bytes").to_pylist()
+    paths = arr.field("path").to_pylist() if arr.type.get_field_index("path") >= 0 else [None] * len(data)
+    out: list = []
+    for i, (b, p) in enumerate(zip(data, paths, strict=True)):
+        if b is None and p:
+            try:
+                b = Path(p).read_bytes()
+            except OSError as e:
+                b = e
+        if b is None:
+            b = ValueError(f"split {split!r} row {start + i}: image has neither bytes nor a readable path")
+        out.append(b)
+    return out
+
+
+def decode_batch(table: pa.Table, split: str, start: int, transform) -> Batch:
+    """Decode PNG/JPEG bytes, compute features, run the evaluation transform on the whole batch."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    ids = table.column(C.IMAGE_ID).to_pylist()
+    decoded: list[torch.Tensor | None] = []
+    failures: list[dict] = []
+    for i, data in enumerate(_image_bytes(table.column(C.IMAGE), split, start)):
+        try:
+            if isinstance(data, Exception):
+                raise data
+            img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            decoded.append(img)
+        except Exception as e:  # noqa: BLE001 - any decoder error makes this one row a failure
+            decoded.append(None)
+            failures.append(
+                {"image_id": ids[i], "split": split, "row": start + i, "error": f"{type(e).__name__}: {e}"}
+            )
+    keep = [i for i, d in enumerate(decoded) if d is not None]
+    if len(keep) < len(decoded):
+        table = table.filter(pa.array([d is not None for d in decoded]))
+    if not keep:
+        return Batch(table, None, None, failures)
+    good = [decoded[i] for i in keep]
+    # Group images of the same size so each group is transformed as one tensor, then restore order.
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for j, img in enumerate(good):
+        by_shape.setdefault(tuple(img.shape), []).append(j)
+    pixel_values = None
+    feats = [np.empty(len(good), np.float32) for _ in range(3)]
+    for idx in by_shape.values():
+        stack = torch.stack([good[j] for j in idx])
+        gray = (
+            stack[:, 0]
+            if bool((stack[:, 0] == stack[:, 1]).all() and (stack[:, 0] == stack[:, 2]).all())
+            else (stack.float().mean(dim=1).round().to(torch.uint8))
+        )
+        for k, values in enumerate(image_features(gray)):
+            feats[k][idx] = values
+        pv = transform(stack)
+        if pixel_values is None:
+            pixel_values = torch.empty((len(good), *pv.shape[1:]), dtype=pv.dtype)
+        pixel_values[idx] = pv
+    return Batch(table, pixel_values, (feats[0], feats[1], feats[2]), failures)
+
+
+def shard_bounds(n_rows: int, shard_index: int, num_shards: int) -> tuple[int, int]:
+    """Contiguous slice [start, end) of ``n_rows`` for one shard."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards {num_shards}: expected at least 1")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"shard_index {shard_index}: expected 0..{num_shards - 1} for num_shards={num_shards}"
+        )
+    return n_rows * shard_index // num_shards, n_rows * (shard_index + 1) // num_shards
+
+
+def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run an iterator in a background thread, ``depth`` items ahead."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    t = threading.Thread(target=work, daemon=True, name="embed-decode")
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+# ---------------------------------------------------------------------------------------- stage
+
+
+@dataclass
+class SplitStats:
+    split: str
+    rows: int
+    embedded: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class EmbedResult:
+    output_dir: Path
+    model_version: str
+    stats: list[SplitStats]
+    failures: list[dict]
+    seconds: float
+    embedding_dim: int
+
+    @property
+    def rows(self) -> int:
+        return sum(s.embedded for s in self.stats)
+
+    @property
+    def images_per_second(self) -> float:
+        return sum(s.embedded + s.failed for s in self.stats) / self.seconds if self.seconds else 0.0
+
+
+def parse_splits(splits: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Split names from "a,b" or a sequence; a ValueError for unknown or repeated names."""
+    names = [s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip()]
+    if not names:
+        raise ValueError(f"splits {splits!r}: name at least one of {', '.join(schema.SPLITS)}")
+    unknown = [s for s in names if s not in schema.SPLITS]
+    if unknown:
+        raise ValueError(
+            f"splits: unknown {', '.join(unknown)}; expected names from {', '.join(schema.SPLITS)}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"splits {splits!r}: a split is named twice")
+    return names
+
+
+def open_splits(dataset_dir: Path, names: list[str]):
+    """Check the data set for the splits embed reads: present, non-empty, the columns, labels in range."""
+    import datasets
+
+    from components.train.train import check_labels
+
+    if not dataset_dir.exists():
+        raise ValueError(f"data set folder {dataset_dir} does not exist")
+    try:
+        dd = datasets.load_from_disk(str(dataset_dir))
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"{dataset_dir}: not a DatasetDict saved with save_to_disk ({type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(dd, datasets.DatasetDict):
+        raise ValueError(f"{dataset_dir}: holds one Dataset; expected a DatasetDict with splits {names}")
+    out = {}
+    for split in names:
+        if split not in dd:
+            raise ValueError(
+                f"{dataset_dir}: split {split!r} is missing; found {', '.join(dd.keys()) or 'none'}"
+            )
+        ds = dd[split]
+        schema.require_columns(ds.column_names, REQUIRED_COLUMNS, f"{dataset_dir} split {split!r}")
+        if len(ds) == 0:
+            raise ValueError(f"{dataset_dir}: split {split!r} is empty; there is nothing to embed")
+        check_labels(ds, f"{dataset_dir} split {split!r}")
+        out[split] = ds
+    return out
+
+
+def _output_table(
+    batch: Batch, split: str, logits: torch.Tensor, emb: torch.Tensor, version: str
+) -> pa.Table:
+    probs = torch.softmax(logits, dim=-1)
+    score, pred = probs.max(dim=-1)
+    n, k = probs.shape
+    d = emb.shape[1]
+    t = batch.table
+    cols = {
+        E.IMAGE_ID: t.column(C.IMAGE_ID).cast(pa.string()),
+        E.SPLIT: pa.array([split] * n, pa.string()),
+        E.LABEL: t.column(C.LABEL).cast(pa.int64()),
+        E.PREDICTION: pa.array(pred.numpy().astype(np.int64)),
+        E.PREDICTION_SCORE: pa.array(score.numpy().astype(np.float32)),
+        E.PROBABILITIES: pa.ListArray.from_arrays(
+            pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(probs.numpy().reshape(-1))
+        ),
+        E.EMBEDDING: pa.ListArray.from_arrays(
+            pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32)), pa.array(emb.numpy().reshape(-1))
+        ),
+        E.PREDICTION_TS: t.column(C.PREDICTION_TS).cast(schema.TIMESTAMP_TYPE),
+        E.DEGRADATION: t.column(C.DEGRADATION).cast(pa.string()),
+        E.MODEL_VERSION: pa.array([version] * n, pa.string()),
+        E.BRIGHTNESS: pa.array(batch.features[0]),
+        E.CONTRAST: pa.array(batch.features[1]),
+        E.SHARPNESS: pa.array(batch.features[2]),
+    }
+    return pa.table([cols[f.name] for f in schema.EMBED_ARROW_SCHEMA], schema=schema.EMBED_ARROW_SCHEMA)
+
+
+def embed_dataset(
+    dataset_dir: str | Path,
+    model_dir: str | Path,
+    output_dir: str | Path,
+    splits: str | list[str] | tuple[str, ...] = schema.SPLITS,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threads: int = 0,
+    device: str | None = None,
+    precision: str = "auto",
+    progress: bool = True,
+) -> EmbedResult:
+    """Embed the rows of ``splits`` (this shard of each) into ``output_dir`` (a folder).
+
+    Writes ``schema.EMBED_FILE`` (rows in the data set's order per split) and
+    ``schema.EMBED_FAILURES_FILE`` (rows whose image did not decode).
+    """
+    from tqdm.auto import tqdm
+
+    from components.train.preprocess import eval_transform
+    from components.train.train import default_threads
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size}: expected at least 1")
+    dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
+    names = parse_splits(splits)
+    shard_bounds(1, shard_index, num_shards)  # validates the shard arguments before any work
+    data = open_splits(dataset_dir, names)
+    lm = load_model(model_dir, device=device, precision=precision)
+    if lm.device.type == "cpu":
+        torch.set_num_threads(threads or default_threads())
+    transform = eval_transform(lm.geometry)
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    stats: list[SplitStats] = []
+    failures: list[dict] = []
+    dim = 0
+    started = time.perf_counter()
+    try:
+        writer = pq.ParquetWriter(str(tmp / schema.EMBED_FILE), schema.EMBED_ARROW_SCHEMA)
+        try:
+            for split in names:
+                ds = data[split]
+                start, end = shard_bounds(len(ds), shard_index, num_shards)
+                st = SplitStats(split, end - start)
+                t0 = time.perf_counter()
+                arrow = ds.with_format("arrow")
+                columns = list(REQUIRED_COLUMNS)
+
+                def batches(arrow=arrow, start=start, end=end, split=split, columns=columns):
+                    for b0 in range(start, end, batch_size):
+                        table = arrow[b0 : min(end, b0 + batch_size)].select(columns)
+                        yield decode_batch(table, split, b0, transform)
+
+                bar = tqdm(total=end - start, desc=f"embed {split}", unit="img", disable=not progress)
+                for batch in _prefetch(batches()):
+                    failures.extend(batch.failures)
+                    st.failed += len(batch.failures)
+                    if batch.pixel_values is not None:
+                        with torch.inference_mode():
+                            logits, emb = lm.forward(batch.pixel_values)
+                        logits, emb = logits.cpu(), emb.cpu()
+                        dim = emb.shape[1]
+                        writer.write_table(_output_table(batch, split, logits, emb, lm.model_version))
+                        st.embedded += emb.shape[0]
+                    bar.update(batch.table.num_rows + len(batch.failures))
+                bar.close()
+                st.seconds = time.perf_counter() - t0
+                stats.append(st)
+        finally:
+            writer.close()
+        pq.write_table(
+            pa.Table.from_pylist(failures, schema=FAILURES_SCHEMA), str(tmp / schema.EMBED_FAILURES_FILE)
+        )
+        if output_dir.exists():
+            shutil.rmtree(output_dir) if output_dir.is_dir() else output_dir.unlink()
+        tmp.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = EmbedResult(output_dir, lm.model_version, stats, failures, time.perf_counter() - started, dim)
+    print(
+        f"embed: {result.rows} rows embedded, {len(failures)} failed to decode, splits {','.join(names)} "
+        f"(shard {shard_index + 1}/{num_shards}), {result.images_per_second:.0f} images/s, "
+        f"embedding dim {dim}, model_version {lm.model_version}, wrote {output_dir}"
+    )
+    return result
+
+
+def summary_markdown(result: EmbedResult, max_failures: int = 20) -> str:
+    """A Markdown summary for the KFP UI: rows per split, failures listed."""
+    lines = [
+        "# Embeddings",
+        "",
+        f"- model_version: `{result.model_version}`",
+        f"- embedding dimension: {result.embedding_dim}",
+        f"- throughput: {result.images_per_second:.0f} images/s ({result.seconds:.1f} s)",
+        "",
+        "| split | rows | embedded | failed to decode |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {s.split} | {s.rows} | {s.embedded} | {s.failed} |" for s in result.stats]
+    if result.failures:
+        lines += [
+            "",
+            f"## Images that did not decode ({len(result.failures)})",
+            "",
+            "| split | row | image_id | error |",
+        ]
+        lines += ["|---|---:|---|---|"]
+        for f in result.failures[:max_failures]:
+            err = f["error"].replace("|", "/").splitlines()[0][:120]
+            lines.append(f"| {f['split']} | {f['row']} | `{f['image_id']}` | {err} |")
+        if len(result.failures) > max_failures:
+            lines.append(
+                f"\n... and {len(result.failures) - max_failures} more in `{schema.EMBED_FAILURES_FILE}`"
+            )
+    return "\n".join(lines) + "\n"

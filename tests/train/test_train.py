@@ -1,0 +1,138 @@
+"""A short real training run, the model folder it writes, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import datasets
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from components.common import schema
+from components.common.schema import DatasetColumns as C
+from components.train.train import SUMMARY_FILE, TrainConfig, load_splits, train_model, weights_version
+
+
+@pytest.fixture(scope="module")
+def short_run(small_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train-out") / "model"
+    cfg = TrainConfig(max_steps=40, batch_size=32, learning_rate=3e-3, seed=0, threads=1)
+    return train_model(small_dataset, out, cfg)
+
+
+def test_loss_falls(short_run):
+    losses = short_run.summary["loss_history"]
+    assert len(losses) >= 6
+    first, last = np.mean(losses[:2]), np.mean(losses[-2:])
+    assert first > 1.8  # about ln(10) at the start
+    assert last < first - 0.4, losses
+
+
+def test_model_folder_is_complete(short_run):
+    folder = short_run.model_dir
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", SUMMARY_FILE):
+        assert (folder / name).is_file(), name
+    summary = json.loads((folder / SUMMARY_FILE).read_text())
+    assert summary["model_version"] == short_run.model_version == weights_version(folder)
+    assert len(summary["model_version"]) == 16
+    assert summary["metrics"]["accuracy"] == short_run.metrics["accuracy"]
+    assert 0.0 <= summary["metrics"]["accuracy"] <= 1.0
+    assert summary["metrics"]["steps"] == 40
+    assert summary["class_names"] == list(schema.CLASS_NAMES)
+    # the confusion matrix counts every validation row
+    assert sum(map(sum, short_run.confusion_matrix)) == 100
+    processor = AutoImageProcessor.from_pretrained(folder)
+    assert processor.size["shortest_edge"] == 32
+    model = AutoModelForImageClassification.from_pretrained(folder)
+    assert model.config.id2label[0] == schema.CLASS_NAMES[0] and model.config.num_labels == 10
+    assert load_file(folder / "model.safetensors")  # weights readable
+    # no temporary siblings or checkpoints left behind
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["model"]
+
+
+def _save(dd: datasets.DatasetDict, path):
+    dd.save_to_disk(str(path))
+    return path
+
+
+def test_dataset_without_label(small_dataset, tmp_path):
+    dd = datasets.load_from_disk(str(small_dataset))
+    bad = _save(datasets.DatasetDict({k: v.remove_columns(C.LABEL) for k, v in dd.items()}), tmp_path / "d")
+    with pytest.raises(ValueError, match=r"split 'training'.*missing column\(s\) label"):
+        load_splits(bad)
+
+
+def test_dataset_without_image(small_dataset, tmp_path):
+    dd = datasets.load_from_disk(str(small_dataset))
+    bad = _save(datasets.DatasetDict({k: v.remove_columns(C.IMAGE) for k, v in dd.items()}), tmp_path / "d")
+    with pytest.raises(ValueError, match=r"missing column\(s\) image"):
+        load_splits(bad)
+
+
+def test_labels_out_of_range(small_dataset, tmp_path):
+    dd = datasets.load_from_disk(str(small_dataset))
+    val = dd[schema.VALIDATION].cast_column(C.LABEL, datasets.Value("int64"))
+    val = val.map(lambda r, i: {C.LABEL: 12 if i == 7 else r[C.LABEL]}, with_indices=True)
+    dd[schema.VALIDATION] = val
+    bad = _save(dd, tmp_path / "d")
+    with pytest.raises(ValueError, match=r"split 'validation'.*1 label\(s\) outside 0..9 \(row 7 = 12\)"):
+        load_splits(bad)
+
+
+def test_empty_split(small_dataset, tmp_path):
+    dd = datasets.load_from_disk(str(small_dataset))
+    dd[schema.TRAINING] = dd[schema.TRAINING].select([])
+    bad = _save(dd, tmp_path / "d")
+    with pytest.raises(ValueError, match="split 'training' is empty"):
+        load_splits(bad)
+
+
+def test_missing_split_and_folder(small_dataset, tmp_path):
+    dd = datasets.load_from_disk(str(small_dataset))
+    bad = _save(datasets.DatasetDict({schema.TRAINING: dd[schema.TRAINING]}), tmp_path / "d")
+    with pytest.raises(ValueError, match="split 'validation' is missing"):
+        load_splits(bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_splits(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a DatasetDict"):
+        load_splits(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"profile": "laptop"}, "profile 'laptop'"),
+        ({"epochs": -1}, "epochs"),
+        ({"max_steps": 0}, "max_steps 0"),
+        ({"learning_rate": 2.0}, "learning_rate"),
+    ],
+)
+def test_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_profile_defaults():
+    assert TrainConfig().model_name == "" and TrainConfig().image_size == 32
+    cluster = TrainConfig(profile="cluster")
+    assert cluster.model_name == "microsoft/resnet-50" and cluster.image_size == 224
+
+
+def test_unreachable_hub_model_names_the_local_profile(tmp_path):
+    code = (
+        "from components.train.train import TrainConfig, build_model_and_processor\n"
+        "build_model_and_processor(TrainConfig(profile='cluster', model_name='fashion-drift-tests/not-cached'))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("components.train.train.ModelUnavailableError")
+    assert "'fashion-drift-tests/not-cached' could not be loaded" in err
+    assert "HF_HUB_OFFLINE is set" in err and "profile='local'" in err
