@@ -11,8 +11,10 @@ Pipelines are built by functions that take an :class:`ImageSet` and the compile-
 """
 
 import argparse
+import builtins
 import importlib
 import json
+import shutil
 import sys
 import tempfile
 import urllib.error
@@ -431,13 +433,25 @@ def run_local(
     output_dir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
     pipeline_func = build_training_pipeline(factories=factories)
+    original_print = builtins.print
     with warnings.catch_warnings():
         # The local runner ignores cluster settings and uses this environment instead of the images:
         # both are expected here, and each task would warn about them.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-        task = pipeline_func(**(params or {}))
-    return {name: artifact.path for name, artifact in task.outputs.items()}
+        try:
+            task = pipeline_func(**(params or {}))
+        finally:
+            # kfp.local indents print() while a task runs; parallel shards can leave it patched.
+            builtins.print = original_print
+    paths = {name: artifact.path for name, artifact in task.outputs.items()}
+    # The HTML artifact is a file named "report"; a copy named .html opens in any browser.
+    report = Path(paths["report"])
+    readable = report.parent.parent / "drift_report.html"
+    shutil.copyfile(report, readable)
+    paths["report"] = str(readable)
+    paths["report_artifact"] = str(report)
+    return paths
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             paths = run_local(args.output_dir, parse_params(args.param))
             print(f"artifacts under {Path(args.output_dir).resolve()}")
             for name, path in paths.items():
-                if name != "report":
+                if name not in ("report", "report_artifact"):
                     print(f"  {name}: {path}")
             print(f"drift report: {paths['report']}")
         elif args.command == "submit":

@@ -1,0 +1,167 @@
+"""The compiled pipelines: golden files, GPU and cluster settings, and one image per stage."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.common.images import STAGES, ImageSet
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "pipelines"
+# Component -> the stage whose image runs it (helpers run in the slim images of prepare and drift).
+COMPONENT_STAGE = {stage: stage for stage in STAGES} | {"shard-indices": "prepare", "drift-alert": "drift"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory, pipeline_module) -> dict[str, tuple[dict, dict]]:
+    """Both pipelines compiled with the defaults: {name: (pipeline_spec, platform_spec)}."""
+    out = tmp_path_factory.mktemp("compiled")
+    paths = pipeline_module.compile_pipelines(out)
+    docs = {}
+    for name, path in paths.items():
+        spec, platform = list(yaml.safe_load_all(path.read_text()))
+        docs[name] = (spec, platform, path)
+    return docs
+
+
+def _executors(spec: dict) -> dict:
+    return spec["deploymentSpec"]["executors"]
+
+
+def _all_tasks(spec: dict):
+    """Every task of the pipeline, inside loops and conditions too: (name, task)."""
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    for dag in dags:
+        yield from dag["tasks"].items()
+
+
+def _component_of(executor: str) -> str:
+    return executor.removeprefix("exec-")
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_golden_yaml_is_up_to_date(compiled, name):
+    golden = GOLDEN / f"{name}.yaml"
+    assert golden.exists(), f"{golden} is missing: run `make compile` and commit pipelines/"
+    assert compiled[name][2].read_text() == golden.read_text(), (
+        f"{golden} differs from a fresh compile: run `make compile` and commit the YAML diff"
+    )
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_every_component_runs_in_its_own_stage_image(compiled, name):
+    spec = compiled[name][0]
+    containers = {k: v["container"] for k, v in _executors(spec).items() if "container" in v}
+    assert containers
+    for executor, container in containers.items():
+        stage = COMPONENT_STAGE[_component_of(executor)]
+        assert container["image"] == ImageSet().ref(stage), executor
+
+
+def test_every_stage_is_in_the_training_pipeline(compiled):
+    components = {_component_of(e) for e in _executors(compiled["training"][0])}
+    assert set(STAGES) <= components
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_only_train_and_embed_ask_for_a_gpu(compiled, name):
+    spec, platform, _ = compiled[name]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor, body in _executors(spec).items():
+        if "container" not in body:
+            continue
+        resources = body["container"].get("resources", {})
+        gpu_stage = _component_of(executor) in ("train", "embed")
+        assert ("accelerator" in resources) == gpu_stage, executor
+        if gpu_stage:
+            assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+            assert resources["accelerator"]["resourceCount"] == "1"
+            assert resources["cpuRequest"] > 0 and resources["memoryRequest"] > 0
+            conf = k8s[executor]
+            assert conf["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in conf[
+                "tolerations"
+            ]
+            (shm,) = conf["emptyDirMounts"]
+            assert shm["mountPath"] == "/dev/shm" and shm["medium"] == "Memory"
+        else:
+            conf = k8s.get(executor, {})
+            assert "nodeSelector" not in conf and "tolerations" not in conf, executor
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_retries_on_every_task_and_caching_where_deterministic(compiled, name):
+    spec = compiled[name][0]
+    tasks = [(n, t) for n, t in _all_tasks(spec) if "componentRef" in t and "importer" not in n]
+    assert tasks
+    for task_name, task in tasks:
+        component = task["componentRef"]["name"].removeprefix("comp-")
+        if component.startswith(("for-loop", "condition")):
+            continue
+        assert task["retryPolicy"]["maxRetryCount"] >= 1, task_name
+        cached = task.get("cachingOptions", {}).get("enableCache", False)
+        assert cached == (component not in ("arize", "drift-alert", "shard-indices")), task_name
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_arize_credentials_come_from_a_secret_not_parameters(compiled, name):
+    spec, platform, _ = compiled[name]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    (secret,) = k8s["exec-arize"]["secretAsEnv"]
+    assert secret["secretName"] == "arize-credentials"
+    assert {e["envVar"] for e in secret["keyToEnv"]} == {"ARIZE_API_KEY", "ARIZE_SPACE_ID"}
+    params = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    assert not [p for p in params if "key" in p.lower() or "secret" in p.lower() or "space" in p.lower()]
+
+
+def test_embed_fans_out_and_is_gathered(compiled):
+    spec = compiled["training"][0]
+    loops = [c for name, c in spec["components"].items() if name.startswith("comp-for-loop")]
+    assert len(loops) == 1 and "embed" in loops[0]["dag"]["tasks"]
+    prepare = spec["root"]["dag"]["tasks"]["prepare"]
+    embeddings = prepare["inputs"]["artifacts"]["embeddings"]
+    assert embeddings["taskOutputArtifact"]["producerTask"].startswith("for-loop")
+    assert spec["root"]["inputDefinitions"]["parameters"]["num_shards"]["defaultValue"] == 1
+
+
+def test_monitoring_imports_its_inputs_and_alerts_on_drift(compiled):
+    spec = compiled["monitoring"][0]
+    root = spec["root"]
+    importers = [n for n in root["dag"]["tasks"] if "importer" in n]
+    assert len(importers) == 3
+    conditions = [t for n, t in root["dag"]["tasks"].items() if n.startswith("condition")]
+    assert len(conditions) == 1
+    assert "drift-alert" in spec["components"][conditions[0]["componentRef"]["name"]]["dag"]["tasks"]
+    assert root["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+
+
+def test_registry_tag_and_gpu_pool_are_compile_time_settings(tmp_path, pipeline_module):
+    settings = pipeline_module.ClusterSettings(gpu_node_key="pool", gpu_node_value="a100", gpu_limit=2)
+    path = pipeline_module.compile_pipelines(
+        tmp_path, ImageSet("reg.local:5000/x", "t1"), settings, which=("training",)
+    )["training"]
+    spec, platform = list(yaml.safe_load_all(path.read_text()))
+    assert _executors(spec)["exec-embed"]["container"]["image"] == "reg.local:5000/x/fashion-drift-embed:t1"
+    assert _executors(spec)["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "2"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-train"]["nodeSelector"]["labels"] == {"pool": "a100"}
+
+
+def test_kind_compile_asks_for_no_gpu(tmp_path, pipeline_module):
+    settings = pipeline_module.ClusterSettings(gpu_limit=0)
+    path = pipeline_module.compile_pipelines(tmp_path, None, settings, which=("training",))["training"]
+    spec, platform = list(yaml.safe_load_all(path.read_text()))
+    assert all(
+        "accelerator" not in e.get("container", {}).get("resources", {}) for e in _executors(spec).values()
+    )
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "nodeSelector" not in k8s["exec-train"] and "tolerations" not in k8s["exec-train"]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"gpu_limit": -1}, {"gpu_node_key": ""}, {"arize_secret": ""}, {"retries": -1}]
+)
+def test_bad_settings_are_refused(pipeline_module, kwargs):
+    with pytest.raises(ValueError):
+        pipeline_module.ClusterSettings(**kwargs)
