@@ -94,6 +94,32 @@ def cosine_distance(u: np.ndarray, v: np.ndarray) -> float:
     return float(1.0 - np.dot(u, v) / (nu * nv))
 
 
+class StreamingCentroid:
+    """Mean vector over any number of rows, one chunk at a time (float64 sums, bounded memory)."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        self.total = None if dim is None else np.zeros(dim, dtype=np.float64)
+        self.count = 0
+
+    def update(self, chunk: np.ndarray) -> StreamingCentroid:
+        chunk = np.asarray(chunk)
+        if chunk.ndim != 2:
+            raise ValueError(f"chunk: expected a 2-D array (rows, dimensions), got shape {chunk.shape}")
+        if self.total is None:
+            self.total = np.zeros(chunk.shape[1], dtype=np.float64)
+        if chunk.shape[1] != len(self.total):
+            raise ValueError(f"chunk has {chunk.shape[1]} dimensions, earlier chunks {len(self.total)}")
+        self.total += chunk.sum(axis=0, dtype=np.float64)
+        self.count += chunk.shape[0]
+        return self
+
+    @property
+    def centroid(self) -> np.ndarray:
+        if self.total is None or self.count == 0:
+            raise ValueError("no rows seen: the centroid of nothing is undefined")
+        return self.total / self.count
+
+
 @dataclass
 class CentroidDistance:
     """Euclidean distance between the window's centroid and the baseline's (Arize's number)."""

@@ -105,10 +105,15 @@ def _list_matrix(col: pa.Array, width: int | None) -> tuple[np.ndarray, np.ndarr
     """(n, width) float32 matrix of a list column and a boolean mask of usable rows."""
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     n = len(col)
-    valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    lengths = np.asarray(pc.list_value_length(col).fill_null(-1).to_numpy(), dtype=np.int64)
+    offsets = col.offsets.to_numpy()
+    lengths = np.diff(offsets)
     if width is None:
         width = int(np.bincount(lengths[lengths > 0]).argmax()) if (lengths > 0).any() else 0
+    values = col.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    if col.null_count == 0 and (lengths == width).all():  # fast path: one reshape, no copy
+        flat = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        return flat.reshape(n, width), np.ones(n, dtype=bool)
+    valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     ok = valid & (lengths == width)
     out = np.zeros((n, width), dtype=np.float32)
     if ok.any():
@@ -138,8 +143,11 @@ def iter_rows(
     batch_rows: int = 8192,
     num_classes: int = schema.NUM_CLASSES,
 ):
-    """Yield the valid rows of ``path`` chunk by chunk; unusable rows go to ``rejected``."""
-    pf = pq.ParquetFile(path)
+    """Yield the valid rows of ``path`` chunk by chunk; unusable rows go to ``rejected``.
+
+    Memory stays bounded by one row group: no pre-buffering of the whole file.
+    """
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=8 * 1024 * 1024)
     schema.require_columns(pf.schema_arrow.names, REQUIRED, f"{path} ({env})")
     meta_cols = [c for c in META_COLUMNS if c in pf.schema_arrow.names]
     columns = list(dict.fromkeys([*REQUIRED, *meta_cols]))
