@@ -164,6 +164,7 @@ def load_stages(images: ImageSet, factories: dict[str, ComponentFactory] | None 
 
     out["shard_indices"] = helpers.shard_indices_component(images)
     out["drift_alert"] = helpers.drift_alert_component(images)
+    out["alert_gate"] = helpers.alert_gate_component(images)
     return out
 
 
@@ -313,6 +314,13 @@ def build_training_pipeline(
     return training
 
 
+class MonitoringOutputs(NamedTuple):
+    alert: bool
+    report: HTML
+    drift_table: Dataset
+    prepared: Dataset
+
+
 def build_monitoring_pipeline(
     images: ImageSet | None = None,
     settings: ClusterSettings | None = None,
@@ -343,7 +351,7 @@ def build_monitoring_pipeline(
         false_alarm_rate: float = 0.01,
         projection: str = "umap",
         seed: int = 0,
-    ) -> bool:
+    ) -> MonitoringOutputs:
         """URIs of a production batch (a data-stage Dataset folder), a trained Model folder and a
         stored prepared folder (the baseline); the run returns the drift alert."""
         batch = dsl.importer(artifact_uri=production_uri, artifact_class=Dataset, reimport=False)
@@ -383,13 +391,19 @@ def build_monitoring_pipeline(
             "drift",
             settings,
         )
-        with dsl.If(drift.outputs["alert"] == True, name="embedding-drift"):  # noqa: E712 - KFP condition
+        gate = configure(c["alert_gate"](alert=drift.outputs["alert"]), "helper", settings)
+        with dsl.If(gate.output == True, name="embedding-drift"):  # noqa: E712 - a KFP condition, not Python
             configure(
                 c["drift_alert"](report=drift.outputs["report"], metrics=drift.outputs["metrics"]),
                 "helper",
                 settings,
             )
-        return drift.outputs["alert"]
+        return MonitoringOutputs(
+            alert=gate.output,
+            report=drift.outputs["report"],
+            drift_table=drift.outputs["drift_table"],
+            prepared=prepare.outputs["prepared"],
+        )
 
     return monitoring
 
@@ -425,14 +439,24 @@ def run_local(
     output_dir: Path,
     params: dict | None = None,
     factories: dict[str, ComponentFactory] | None = None,
+    which: str = TRAINING,
 ) -> dict[str, str]:
-    """Run the training pipeline through kfp.local in this environment; return artifact paths."""
+    """Run a pipeline (training by default) through kfp.local in this environment.
+
+    Returns the paths of its output artifacts (and ``alert`` for monitoring).
+    """
     from kfp import local
 
+    missing = [n for n in ("production_uri", "model_uri", "baseline_uri") if not (params or {}).get(n)]
+    if which == MONITORING and missing:
+        raise ValueError(
+            f"the monitoring pipeline needs --param {'=... --param '.join(missing)}=...: a data-stage Dataset "
+            f"folder with a production split, a trained model folder and a prepared folder (e.g. from run --local)"
+        )
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
-    pipeline_func = build_training_pipeline(factories=factories)
+    pipeline_func = BUILDERS[which](factories=factories)
     original_print = builtins.print
     with warnings.catch_warnings():
         # The local runner ignores cluster settings and uses this environment instead of the images:
@@ -444,7 +468,7 @@ def run_local(
         finally:
             # kfp.local indents print() while a task runs; parallel shards can leave it patched.
             builtins.print = original_print
-    paths = {name: artifact.path for name, artifact in task.outputs.items()}
+    paths = {name: getattr(value, "path", value) for name, value in task.outputs.items()}
     # The HTML artifact is a file named "report"; a copy named .html opens in any browser.
     report = Path(paths["report"])
     readable = report.parent.parent / "drift_report.html"
@@ -697,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in compile_pipelines(args.output_dir, images, settings).items():
                 print(f"compiled {name}: {path}")
         elif args.command == "run":
-            paths = run_local(args.output_dir, parse_params(args.param))
+            paths = run_local(args.output_dir, parse_params(args.param), which=args.pipeline)
             print(f"artifacts under {Path(args.output_dir).resolve()}")
             for name, path in paths.items():
                 if name not in ("report", "report_artifact"):

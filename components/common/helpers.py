@@ -1,7 +1,7 @@
-"""Two small pipeline helpers that belong to no stage: the shard list of the embed fan-out, and the alert.
+"""Small pipeline helpers that belong to no stage: the shard list of the embed fan-out, and the alert.
 
 Both are lightweight components like the stages (``build_component``): the shard list runs in
-the prepare image (slim, no GPU), the alert in the drift image.
+the prepare image (slim, no GPU), the alert gate and the alert in the drift image.
 """
 
 from typing import List  # noqa: UP035 - KFP reads this annotation
@@ -18,6 +18,17 @@ def shard_indices(num_shards: int) -> List[int]:  # noqa: UP006 - KFP reads this
     if num_shards < 1:
         raise ValueError(f"num_shards={num_shards}: expected 1 or more")
     return list(range(num_shards))
+
+
+def alert_gate(alert: bool) -> bool:
+    """The drift alert as a single output, the value ``dsl.If`` tests.
+
+    kfp.local 2.17 cannot resolve a condition on a *named* output of a NamedTuple (``drift-alert``
+    is read as a pipeline input), but resolves ``<task>-Output``: this gate lets the alert branch run
+    locally as on a cluster.
+    """
+    print(f"drift alert: {alert}")
+    return alert
 
 
 def drift_alert(report: Input[HTML], metrics: Input[Metrics], notice: Output[Markdown]):
@@ -46,6 +57,10 @@ def drift_alert(report: Input[HTML], metrics: Input[Metrics], notice: Output[Mar
 
 def shard_indices_component(images: ImageSet | None = None):
     return build_component(shard_indices, "prepare", images)
+
+
+def alert_gate_component(images: ImageSet | None = None):
+    return build_component(alert_gate, "drift", images)
 
 
 def drift_alert_component(images: ImageSet | None = None):

@@ -10,7 +10,11 @@ from components.common.images import STAGES, ImageSet
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "pipelines"
 # Component -> the stage whose image runs it (helpers run in the slim images of prepare and drift).
-COMPONENT_STAGE = {stage: stage for stage in STAGES} | {"shard-indices": "prepare", "drift-alert": "drift"}
+COMPONENT_STAGE = {stage: stage for stage in STAGES} | {
+    "shard-indices": "prepare",
+    "drift-alert": "drift",
+    "alert-gate": "drift",
+}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +105,7 @@ def test_retries_on_every_task_and_caching_where_deterministic(compiled, name):
             continue
         assert task["retryPolicy"]["maxRetryCount"] >= 1, task_name
         cached = task.get("cachingOptions", {}).get("enableCache", False)
-        assert cached == (component not in ("arize", "drift-alert", "shard-indices")), task_name
+        assert cached == (component not in ("arize", "drift-alert", "shard-indices", "alert-gate")), task_name
 
 
 @pytest.mark.parametrize("name", ["training", "monitoring"])
@@ -133,7 +137,8 @@ def test_monitoring_imports_its_inputs_and_alerts_on_drift(compiled):
     conditions = [t for n, t in root["dag"]["tasks"].items() if n.startswith("condition")]
     assert len(conditions) == 1
     assert "drift-alert" in spec["components"][conditions[0]["componentRef"]["name"]]["dag"]["tasks"]
-    assert root["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+    assert root["outputDefinitions"]["parameters"]["alert"]["parameterType"] == "BOOLEAN"
+    assert set(root["outputDefinitions"]["artifacts"]) == {"report", "drift_table", "prepared"}
 
 
 def test_registry_tag_and_gpu_pool_are_compile_time_settings(tmp_path, pipeline_module):

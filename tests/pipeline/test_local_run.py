@@ -1,5 +1,8 @@
-"""The README's main command, end to end through kfp.local on a small slice of real Fashion-MNIST."""
+"""The README's main command, end to end through kfp.local on a small slice of real Fashion-MNIST,
+then the monitoring pipeline on what it produced."""
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -8,34 +11,49 @@ import pytest
 
 from components.common import schema
 
-SMALL = [
-    "training_size=600",
-    "validation_size=200",
-    "production_size=700",
-    "production_days=7",
-    "window_days=2",
-    "max_steps=5",
-    "num_shards=2",
-    "projection=pca",
-]
+SMALL = {
+    "training_size": 600,
+    "validation_size": 200,
+    "production_size": 700,
+    "production_days": 7,
+    "window_days": 2,
+    "max_steps": 5,
+    "num_shards": 2,
+    "projection": "pca",
+}
+
+
+def _run(pipeline_module, args: list[str]) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = pipeline_module.main(args)
+    assert rc == 0, out.getvalue()[-3000:]
+    return [line for line in out.getvalue().splitlines() if line.strip()]
+
+
+def _listing(lines: list[str], count: int) -> dict[str, str]:
+    """The `  name: path` lines printed before the last line."""
+    return dict(line.strip().split(": ", 1) for line in lines[-count - 1 : -1])
+
+
+@pytest.fixture(scope="module")
+def training_run(pipeline_module, fashion_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("local-run")
+    args = ["run", "--local", "--output-dir", str(root), "--param", f"source={fashion_dir}"]
+    for name, value in SMALL.items():
+        args += ["--param", f"{name}={value}"]
+    return root, _run(pipeline_module, args)
 
 
 @pytest.mark.slow
-def test_run_local_runs_every_stage_and_ends_with_the_report_path(
-    pipeline_module, fashion_dir, tmp_path, capsys
-):
-    args = ["run", "--local", "--output-dir", str(tmp_path), "--param", f"source={fashion_dir}"]
-    for item in SMALL:
-        args += ["--param", item]
-    assert pipeline_module.main(args) == 0
-
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+def test_run_local_runs_every_stage_and_ends_with_the_report_path(training_run):
+    root, lines = training_run
     assert lines[-1].startswith("drift report: ")
     report = Path(lines[-1].removeprefix("drift report: "))
-    assert report.is_file() and report.is_relative_to(tmp_path)
+    assert report.is_file() and report.is_relative_to(root) and report.suffix == ".html"
     html = report.read_text()
     assert html.lstrip().lower().startswith(("<!doctype html", "<html")) and len(html) > 10_000
-    listed = dict(line.strip().split(": ", 1) for line in lines[-5:-1])
+    listed = _listing(lines, 4)
     assert set(listed) == {"drift_table", "model", "prepared", "data_card"}
 
     prepared = Path(listed["prepared"])
@@ -43,11 +61,43 @@ def test_run_local_runs_every_stage_and_ends_with_the_report_path(
         table = pq.read_table(prepared / schema.prepared_file(env))
         assert table.num_rows > 0
         assert set(schema.PreparedColumns.ALL) <= set(table.column_names)
-    expected = {"training": 600, "validation": 200, "production": 700}
-    rows = {env: pq.read_metadata(prepared / schema.prepared_file(env)).num_rows for env in schema.SPLITS}
+    expected = SMALL["training_size"] + SMALL["validation_size"] + SMALL["production_size"]
+    rows = sum(pq.read_metadata(prepared / schema.prepared_file(env)).num_rows for env in schema.SPLITS)
     rejected = pq.read_metadata(prepared / schema.PREPARED_REJECTED_FILE).num_rows
-    assert sum(rows.values()) + rejected == sum(expected.values())  # the 2 embed shards were both gathered
+    assert rows + rejected == expected  # both embed shards were gathered, nothing dropped
     summary = json.loads((Path(listed["model"]) / "training_summary.json").read_text())
     assert summary["model_version"]
     assert Path(listed["data_card"]).read_text().startswith("#")
     assert pq.read_table(listed["drift_table"]).num_rows > 0
+
+
+@pytest.mark.slow
+def test_monitoring_runs_on_the_stored_training_outputs(pipeline_module, training_run, tmp_path):
+    _, lines = training_run
+    listed = _listing(lines, 4)
+    dataset = Path(listed["data_card"]).parent / "dataset"  # the data task's Dataset folder
+    args = [
+        "run", "--local", "--pipeline", "monitoring", "--output-dir", str(tmp_path),
+        "--param", f"production_uri={dataset}", "--param", f"model_uri={listed['model']}",
+        "--param", f"baseline_uri={listed['prepared']}", "--param", "projection=pca",
+    ]  # fmt: skip
+    out = _run(pipeline_module, args)
+    assert out[-1].startswith("drift report: ")
+    monitored = _listing(out, 3)
+    assert monitored["alert"] in ("True", "False")
+    production = pq.read_metadata(Path(monitored["prepared"]) / schema.prepared_file(schema.PRODUCTION))
+    assert production.num_rows > 0
+    assert not (Path(monitored["prepared"]) / schema.prepared_file(schema.TRAINING)).exists()
+    # dsl.If: the alert task ran exactly when drift raised the alert.
+    notices = list(tmp_path.glob("*/drift-alert/notice"))
+    assert len(notices) == (1 if monitored["alert"] == "True" else 0)
+    if notices:
+        assert notices[0].read_text().startswith("# Embedding drift alert")
+
+
+def test_monitoring_without_its_inputs_is_a_clear_error(pipeline_module, tmp_path, capsys):
+    assert (
+        pipeline_module.main(["run", "--local", "--pipeline", "monitoring", "--output-dir", str(tmp_path)])
+        == 2
+    )
+    assert "needs --param production_uri=" in capsys.readouterr().err
