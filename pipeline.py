@@ -671,9 +671,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_and_cluster_args(p)
     p.add_argument("--output-dir", type=Path, default=PIPELINES_DIR, help="(default: pipelines/)")
 
-    p = sub.add_parser("run", help="run the training pipeline on this machine through kfp.local")
+    p = sub.add_parser("run", help="run a pipeline (training by default) on this machine through kfp.local")
     p.add_argument(
         "--local", action="store_true", required=True, help="run through kfp.local (the only mode)"
+    )
+    p.add_argument(
+        "--pipeline",
+        choices=(TRAINING, MONITORING),
+        default=TRAINING,
+        help="(default: training; monitoring needs production_uri, model_uri, baseline_uri)",
     )
     p.add_argument(
         "--output-dir", type=Path, default=ROOT / "outputs", help="pipeline root (default: outputs/)"
