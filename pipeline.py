@@ -38,6 +38,7 @@ TRAINING = "training"
 MONITORING = "monitoring"
 PIPELINE_NAMES = {TRAINING: "fashion-drift-training", MONITORING: "fashion-drift-monitoring"}
 GPU_STAGES = ("train", "embed")
+STORAGE_STAGES = ("prepare", "arize", "drift")  # stages that use components.common.storage
 # Stages whose re-run with the same inputs gives the same result: cached. arize logs to an
 # external service (a re-run must log again) and is never cached.
 CACHED_STAGES = ("data", "train", "embed", "prepare", "drift")
@@ -66,7 +67,7 @@ class ClusterSettings:
     gpu_limit: int = 1
     shm_size: str = "8Gi"
     arize_secret: str = "arize-credentials"
-    # Object-store credentials for the image uploads of prepare (KFP standalone's own secret).
+    # Object-store credentials for the image links (KFP standalone's own secret), for STORAGE_STAGES.
     storage_secret: str = "mlpipeline-minio-artifact"
     storage_endpoint: str = ""  # e.g. http://seaweedfs.kubeflow:8333; empty: the client's default
     retries: int = 2
@@ -131,7 +132,8 @@ def configure(task, stage: str, settings: ClusterSettings):
     if stage == "arize":
         # Optional: without the Secret the stage runs and says it logged nothing (require_credentials=False).
         kubernetes.use_secret_as_env(task, settings.arize_secret, ARIZE_SECRET_KEYS, optional=True)
-    if stage == "prepare":
+    if stage in STORAGE_STAGES:
+        # prepare uploads the images records link to; arize and drift read them back.
         kubernetes.use_secret_as_env(task, settings.storage_secret, STORAGE_SECRET_KEYS, optional=True)
         if settings.storage_endpoint:
             task.set_env_variable("AWS_ENDPOINT_URL", settings.storage_endpoint)
@@ -649,7 +651,7 @@ def _add_image_and_cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage-endpoint",
         default=d.storage_endpoint,
-        help="S3 endpoint for prepare's image uploads (optional)",
+        help="S3 endpoint of the image links (prepare, arize, drift) (optional)",
     )
 
 

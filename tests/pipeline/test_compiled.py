@@ -112,11 +112,21 @@ def test_retries_on_every_task_and_caching_where_deterministic(compiled, name):
 def test_arize_credentials_come_from_a_secret_not_parameters(compiled, name):
     spec, platform, _ = compiled[name]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    (secret,) = k8s["exec-arize"]["secretAsEnv"]
-    assert secret["secretName"] == "arize-credentials"
+    secrets = {s["secretName"]: s for s in k8s["exec-arize"]["secretAsEnv"]}
+    assert set(secrets) == {"arize-credentials", "mlpipeline-minio-artifact"}
+    secret = secrets["arize-credentials"]
     assert {e["envVar"] for e in secret["keyToEnv"]} == {"ARIZE_API_KEY", "ARIZE_SPACE_ID"}
     params = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     assert not [p for p in params if "key" in p.lower() or "secret" in p.lower() or "space" in p.lower()]
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_storage_credentials_reach_the_stages_that_use_storage(compiled, name):
+    k8s = compiled[name][1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor, conf in k8s.items():
+        names = {s["secretName"] for s in conf.get("secretAsEnv", [])}
+        uses_storage = _component_of(executor) in ("prepare", "arize", "drift")
+        assert ("mlpipeline-minio-artifact" in names) == uses_storage, executor
 
 
 def test_embed_fans_out_and_is_gathered(compiled):
