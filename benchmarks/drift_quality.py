@@ -22,6 +22,7 @@ days in between (a UTC day cut by the shifted window edge) are reported but not 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -195,10 +196,22 @@ def main() -> None:
         "--epochs", type=float, default=0.0, help="pipeline mode: 0 = the local profile's default"
     )
     ap.add_argument("--false-alarm-windows", type=int, default=300)
+    ap.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=0.001,
+        help="per window; at the stage's default 0.01, 23 clean days give a false flag in 21%% of runs",
+    )
+    ap.add_argument("--n-resamples", type=int, default=5000)
     ap.add_argument("--report-dir", help="keep each seed's HTML report here")
     ap.add_argument("--keep-dir", help="keep each seed's prepared folder here (reused when present)")
     args = ap.parse_args()
-    cfg = DriftConfig(projection="pca", thumbnails=False)
+    cfg = DriftConfig(
+        projection="pca",
+        thumbnails=False,
+        false_alarm_rate=args.false_alarm_rate,
+        n_resamples=args.n_resamples,
+    )
     results = []
     for seed in args.seeds:
         t0 = time.time()
@@ -215,16 +228,23 @@ def main() -> None:
                 else:
                     folder = pipeline_prepared(dataset_dir, work, seed, args.epochs)
             report = Path(args.report_dir) / f"drift_seed{seed}.html" if args.report_dir else None
-            run_cfg = DriftConfig(seed=seed, projection="umap" if report else "pca", thumbnails=bool(report))
+            run_cfg = dataclasses.replace(
+                cfg, seed=seed, projection="umap" if report else "pca", thumbnails=bool(report)
+            )
             result = run_drift(folder, folder, report, None, run_cfg)
             production = pq.read_table(folder / schema.prepared_file(schema.PRODUCTION)).to_pandas()
             res = {"seed": seed, "mode": args.mode, **score_days(result.table, production)}
             res["clean_resamples"] = clean_false_alarms(folder, cfg, args.false_alarm_windows, 200, seed)
+            stage_default = dataclasses.replace(cfg, false_alarm_rate=0.01, n_resamples=1000)
+            res["clean_resamples_at_0.01"] = clean_false_alarms(
+                folder, stage_default, args.false_alarm_windows, 200, seed
+            )
             res["seconds"] = round(time.time() - t0, 1)
         results.append(res)
         print(json.dumps(res))
     ok = all(r["passed"] for r in results)
     fam = np.mean([r["clean_resamples"]["family"] for r in results])
+    fam01 = np.mean([r["clean_resamples_at_0.01"]["family"] for r in results])
     print(
         f"quality target ({args.mode}): {'PASSED' if ok else 'FAILED'} for seeds {args.seeds}: "
         + "; ".join(
@@ -232,7 +252,8 @@ def main() -> None:
             f"{r['clean_flagged']}/{r['clean_days']} clean days flagged"
             for r in results
         )
-        + f"; false-alarm rate on clean resamples {fam:.3f} (setting {cfg.false_alarm_rate})"
+        + f"; false-alarm rate on clean resamples {fam:.4f} (setting {cfg.false_alarm_rate}), "
+        f"{fam01:.3f} (setting 0.01)"
     )
 
 

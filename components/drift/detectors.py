@@ -24,6 +24,16 @@ import numpy as np
 from scipy.special import kolmogorov
 
 DETECTOR_NAMES = ("centroid", "cosine", "mmd2", "softmax_ks", "confidence_drop")
+_NULL_CHUNK = 50  # resampled windows scored at once
+
+
+def _window_means(x: np.ndarray, index_sets: np.ndarray) -> np.ndarray:
+    """Mean vector of each resampled window (B, d), in chunks to bound memory."""
+    out = np.empty((len(index_sets), x.shape[1]))
+    for lo in range(0, len(index_sets), _NULL_CHUNK):
+        idx = index_sets[lo : lo + _NULL_CHUNK]
+        out[lo : lo + len(idx)] = x[idx].mean(axis=1, dtype=np.float64)
+    return out
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,9 @@ class CentroidDistance:
         c = window.embeddings.astype(np.float64).mean(axis=0)
         return float(np.linalg.norm(c - self._centroid))
 
+    def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(_window_means(pool.embeddings, index_sets) - self._centroid, axis=1)
+
 
 @dataclass
 class CosineDistance:
@@ -153,6 +166,10 @@ class CosineDistance:
     def score(self, window: Sample) -> float:
         assert self._centroid is not None, "call fit() first"
         return cosine_distance(window.embeddings.astype(np.float64).mean(axis=0), self._centroid)
+
+    def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        means = _window_means(pool.embeddings, index_sets)
+        return np.array([cosine_distance(c, self._centroid) for c in means])
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -212,26 +229,36 @@ class MMD2:
         assert self._ref is not None, "call fit() first"
         kpp = self._kernel(pool.embeddings, pool.embeddings)
         kpr_mean = self._kernel(pool.embeddings, self._ref).mean(axis=1)
-        n = index_sets.shape[1]
-        out = np.empty(len(index_sets))
-        for b, idx in enumerate(index_sets):
-            sub = kpp[np.ix_(idx, idx)]
-            out[b] = (sub.sum() - np.trace(sub)) / (n * (n - 1)) + self._krr - 2.0 * kpr_mean[idx].mean()
+        diag = np.diagonal(kpp)
+        b, n = index_sets.shape
+        out = np.empty(b)
+        for lo in range(0, b, _NULL_CHUNK):
+            idx = index_sets[lo : lo + _NULL_CHUNK]
+            sub = kpp[idx[:, :, None], idx[:, None, :]].sum(axis=(1, 2), dtype=np.float64)
+            sub -= diag[idx].sum(axis=1, dtype=np.float64)
+            out[lo : lo + len(idx)] = sub / (n * (n - 1)) + self._krr - 2.0 * kpr_mean[idx].mean(axis=1)
         return out
 
 
-def _ks_statistics(ref_sorted: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Two-sample KS statistic per column; ``ref_sorted`` is each column sorted."""
-    m = ref_sorted.shape[0]
-    n = window.shape[0]
-    d = np.empty(ref_sorted.shape[1])
-    for j in range(ref_sorted.shape[1]):
-        w = np.sort(window[:, j])
-        grid = np.concatenate([ref_sorted[:, j], w])
-        cdf_r = np.searchsorted(ref_sorted[:, j], grid, side="right") / m
-        cdf_w = np.searchsorted(w, grid, side="right") / n
-        d[j] = np.abs(cdf_r - cdf_w).max()
-    return d
+def _ks_statistics(ref_sorted: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Two-sample KS statistic of each window (B, n) against one sorted reference column (m,).
+
+    The supremum of |F_ref - F_win| is reached at a window value: the right limit at the last of
+    a run of equal values, or the left limit at the first of one (exact with ties).
+    """
+    m = len(ref_sorted)
+    b, n = windows.shape
+    w = np.sort(windows, axis=1)
+    fr_right = np.searchsorted(ref_sorted, w.ravel(), side="right").reshape(b, n) / m
+    fr_left = np.searchsorted(ref_sorted, w.ravel(), side="left").reshape(b, n) / m
+    last = np.ones((b, n), dtype=bool)
+    last[:, :-1] = w[:, :-1] != w[:, 1:]
+    first = np.ones((b, n), dtype=bool)
+    first[:, 1:] = w[:, 1:] != w[:, :-1]
+    i = np.arange(n)
+    d_right = np.where(last, np.abs(fr_right - (i + 1) / n), 0.0).max(axis=1)
+    d_left = np.where(first, np.abs(fr_left - i / n), 0.0).max(axis=1)
+    return np.maximum(d_right, d_left)
 
 
 @dataclass
@@ -252,7 +279,16 @@ class SoftmaxKS:
         self._ref_sorted = np.sort(reference.probabilities, axis=0)
         return self
 
-    def p_value(self, window: Sample) -> float:
+    def _p_values(self, probs: np.ndarray) -> np.ndarray:
+        """Bonferroni p-value of each window in ``probs`` (B, n, classes)."""
+        assert self._ref_sorted is not None, "call fit() first"
+        m, k = self._ref_sorted.shape
+        n = probs.shape[1]
+        d = np.stack([_ks_statistics(self._ref_sorted[:, j], probs[:, :, j]) for j in range(k)], axis=1)
+        p = kolmogorov(d * np.sqrt(m * n / (m + n)))
+        return np.minimum(1.0, k * p.min(axis=1))
+
+    def _check(self, window: Sample) -> None:
         assert self._ref_sorted is not None, "call fit() first"
         if window.probabilities is None:
             raise ValueError("softmax KS: the window has no probabilities")
@@ -261,15 +297,21 @@ class SoftmaxKS:
                 f"softmax KS: window has {window.probabilities.shape[1]} classes, "
                 f"the baseline {self._ref_sorted.shape[1]}"
             )
-        m, n = self._ref_sorted.shape[0], len(window)
-        d = _ks_statistics(self._ref_sorted, window.probabilities)
-        en = np.sqrt(m * n / (m + n))
-        p = kolmogorov(d * en)
-        k = len(d)
-        return float(min(1.0, k * p.min()))
+
+    def p_value(self, window: Sample) -> float:
+        self._check(window)
+        return float(self._p_values(window.probabilities[None])[0])
 
     def score(self, window: Sample) -> float:
         return float(-np.log10(max(self.p_value(window), 1e-300)))
+
+    def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        self._check(pool)
+        out = np.empty(len(index_sets))
+        for lo in range(0, len(index_sets), _NULL_CHUNK):
+            idx = index_sets[lo : lo + _NULL_CHUNK]
+            out[lo : lo + len(idx)] = -np.log10(np.maximum(self._p_values(pool.probabilities[idx]), 1e-300))
+        return out
 
 
 @dataclass
@@ -290,6 +332,9 @@ class ConfidenceDrop:
         if window.scores is None:
             raise ValueError("confidence drop: the window has no scores")
         return float(self._mean - window.scores.astype(np.float64).mean())
+
+    def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        return self._mean - pool.scores.astype(np.float64)[index_sets].mean(axis=1)
 
 
 def default_detectors(seed: int = 0) -> list:

@@ -139,3 +139,27 @@ def test_detectors_without_probabilities_are_left_out():
     )
     assert cal.names == ["centroid", "cosine", "mmd2"]
     assert cal.test(Sample(rng.normal(size=(40, 4)) + 2.0)).flagged
+
+
+def test_ks_statistic_matches_scipy_with_ties():
+    from scipy.stats import ks_2samp
+
+    from components.drift.detectors import _ks_statistics
+
+    rng = np.random.default_rng(9)
+    ref = np.round(rng.random(300), 1)  # many ties, like saturated softmax outputs
+    win = np.round(rng.random((4, 50)) ** 2, 1)
+    got = _ks_statistics(np.sort(ref), win)
+    want = [ks_2samp(ref, w).statistic for w in win]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_batched_null_scores_equal_one_window_at_a_time():
+    rng = np.random.default_rng(10)
+    ref, pool = _sample(rng, 300), _sample(rng, 400)
+    idx = np.stack([rng.choice(400, 30, replace=False) for _ in range(7)])
+    for det in (CentroidDistance(), CosineDistance(), MMD2(), SoftmaxKS(), ConfidenceDrop()):
+        det.fit(ref)
+        batched = det.null_scores(pool, idx)
+        single = [det.score(pool.take(i)) for i in idx]
+        np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-7, err_msg=det.name)
