@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ import torch
 from components.common import schema
 from components.common.schema import DatasetColumns as C
 from components.common.schema import EmbedColumns as E
+
+# torchvision 0.29 warns on every decode that its decoders will move to TorchCodec; they are
+# still the fastest PNG decoder here (see README) and the warning would flood the logs.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 DEFAULT_BATCH_SIZE = 256
 REQUIRED_COLUMNS = (C.IMAGE, C.LABEL, C.IMAGE_ID, C.PREDICTION_TS, C.DEGRADATION)
@@ -307,20 +312,9 @@ def parse_splits(splits: str | list[str] | tuple[str, ...]) -> list[str]:
 
 def open_splits(dataset_dir: Path, names: list[str]):
     """Check the data set for the splits embed reads: present, non-empty, the columns, labels in range."""
-    import datasets
+    from components.train.train import check_labels, open_dataset_dict
 
-    from components.train.train import check_labels
-
-    if not dataset_dir.exists():
-        raise ValueError(f"data set folder {dataset_dir} does not exist")
-    try:
-        dd = datasets.load_from_disk(str(dataset_dir))
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(
-            f"{dataset_dir}: not a DatasetDict saved with save_to_disk ({type(e).__name__}: {e})"
-        ) from e
-    if not isinstance(dd, datasets.DatasetDict):
-        raise ValueError(f"{dataset_dir}: holds one Dataset; expected a DatasetDict with splits {names}")
+    dd = open_dataset_dict(dataset_dir, names)
     out = {}
     for split in names:
         if split not in dd:

@@ -105,11 +105,18 @@ def eval_transform(geometry: ImageGeometry) -> v2.Compose:
     )
 
 
-def train_transform(geometry: ImageGeometry) -> v2.Compose:
-    """Augmentation: random resized crop (mild, Fashion-MNIST items are centred) and normalise."""
+def train_transform(geometry: ImageGeometry, min_scale: float = 1.0) -> v2.Compose:
+    """Augmentation: random resized crop, horizontal flip, normalise.
+
+    Fashion-MNIST items are centred and small: on the local profile the crop keeps the whole image
+    (``min_scale=1``) and only jitters the aspect ratio; at 1 epoch that gave validation accuracy
+    0.884 against 0.874 with ``min_scale=0.8``.
+    """
     return v2.Compose(
         [
-            v2.RandomResizedCrop(geometry.crop_size, scale=(0.80, 1.0), ratio=(0.85, 1.18), antialias=True),
+            v2.RandomResizedCrop(
+                geometry.crop_size, scale=(min_scale, 1.0), ratio=(0.85, 1.18), antialias=True
+            ),
             v2.RandomHorizontalFlip(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(geometry.mean, geometry.std),

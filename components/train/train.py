@@ -40,11 +40,12 @@ class ProfileDefaults:
     batch_size: int
     learning_rate: float
     weight_decay: float
+    min_crop_scale: float  # RandomResizedCrop keeps at least this share of the image
 
 
 PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
-    LOCAL: ProfileDefaults("", 32, 4.0, 128, 3e-3, 0.05),
-    CLUSTER: ProfileDefaults(CLUSTER_MODEL, 224, 3.0, 32, 5e-5, 0.0),
+    LOCAL: ProfileDefaults("", 32, 4.0, 128, 3e-3, 0.05, 1.0),
+    CLUSTER: ProfileDefaults(CLUSTER_MODEL, 224, 3.0, 32, 5e-5, 0.0, 0.5),
 }
 
 
@@ -61,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     image_size: int = 0
     weight_decay: float = -1.0
+    min_crop_scale: float = 0.0  # 0 = profile default
     threads: int = 0  # torch CPU threads; 0 = half the cores (see default_threads)
     extra: dict = field(default_factory=dict)
 
@@ -75,6 +77,9 @@ class TrainConfig:
         self.image_size = int(self.image_size or d.image_size)
         if self.weight_decay < 0:
             self.weight_decay = d.weight_decay
+        self.min_crop_scale = float(self.min_crop_scale or d.min_crop_scale)
+        if not 0 < self.min_crop_scale <= 1:
+            raise ValueError(f"min_crop_scale {self.min_crop_scale}: expected a value in (0, 1]")
         if self.epochs <= 0:
             raise ValueError(f"epochs {self.epochs}: give a positive number (0 = profile default)")
         if self.batch_size <= 0:
@@ -102,8 +107,8 @@ def default_threads() -> int:
 # ----------------------------------------------------------------------------------------- data
 
 
-def load_splits(dataset_dir: str | Path, splits: tuple[str, ...] = (schema.TRAINING, schema.VALIDATION)):
-    """Load the data stage's folder and check the splits, columns and labels train needs."""
+def open_dataset_dict(dataset_dir: str | Path, splits: tuple[str, ...] | list[str]):
+    """``datasets.load_from_disk`` with errors that name the folder, and the split when one is empty."""
     import datasets
 
     dataset_dir = Path(dataset_dir)
@@ -111,12 +116,25 @@ def load_splits(dataset_dir: str | Path, splits: tuple[str, ...] = (schema.TRAIN
         raise ValueError(f"data set folder {dataset_dir} does not exist")
     try:
         dd = datasets.load_from_disk(str(dataset_dir))
-    except Exception as e:  # datasets raises FileNotFoundError for folders that are not data sets
+    except Exception as e:  # noqa: BLE001 - datasets raises several types for folders it cannot read
+        for split in splits:  # an empty split saved with zero shards cannot be loaded at all
+            state = dataset_dir / split / "state.json"
+            if state.is_file() and not json.loads(state.read_text()).get("_data_files"):
+                raise ValueError(f"{dataset_dir}: split {split!r} is empty (saved with no data files)") from e
         raise ValueError(
             f"{dataset_dir}: not a DatasetDict saved with save_to_disk ({type(e).__name__}: {e})"
         ) from e
     if not isinstance(dd, datasets.DatasetDict):
-        raise ValueError(f"{dataset_dir}: holds one Dataset; expected a DatasetDict with splits {splits}")
+        raise ValueError(
+            f"{dataset_dir}: holds one Dataset; expected a DatasetDict with splits {', '.join(splits)}"
+        )
+    return dd
+
+
+def load_splits(dataset_dir: str | Path, splits: tuple[str, ...] = (schema.TRAINING, schema.VALIDATION)):
+    """Load the data stage's folder and check the splits, columns and labels train needs."""
+    dataset_dir = Path(dataset_dir)
+    dd = open_dataset_dict(dataset_dir, splits)
     out = {}
     for split in splits:
         if split not in dd:
@@ -303,7 +321,7 @@ def train_model(
     model, processor = build_model_and_processor(config)
     model = model.to(memory_format=torch.channels_last)
     geometry = ImageGeometry.from_processor(processor)
-    train_ds = _with_transforms(splits[schema.TRAINING], train_transform(geometry))
+    train_ds = _with_transforms(splits[schema.TRAINING], train_transform(geometry, config.min_crop_scale))
     val_ds = _with_transforms(splits[schema.VALIDATION], eval_transform(geometry))
 
     cuda = torch.cuda.is_available()

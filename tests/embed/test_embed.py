@@ -169,10 +169,11 @@ def test_undecodable_images_are_listed_not_fatal(embed_dataset_dir, model_dir, t
     assert "did not decode (3)" in md and ids[33] in md
 
 
-def test_empty_split(embed_dataset_dir, model_dir, tmp_path):
+@pytest.mark.parametrize("shards", [None, 1])  # datasets writes no file for 0 rows unless told 1 shard
+def test_empty_split(embed_dataset_dir, model_dir, tmp_path, shards):
     dd = datasets.load_from_disk(str(embed_dataset_dir))
     dd[schema.PRODUCTION] = dd[schema.PRODUCTION].select([])
-    dd.save_to_disk(str(tmp_path / "d"))
+    dd.save_to_disk(str(tmp_path / "d"), num_shards={k: 1 for k in dd} if shards else None)
     with pytest.raises(ValueError, match="split 'production' is empty"):
         embed_dataset(tmp_path / "d", model_dir, tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
