@@ -185,7 +185,8 @@ _HOVER_JS = """
       txt.innerHTML = texts[i] || '';
     });
   }
-  attach('umap3d'); attach('umap2d');
+  function attachAll() { attach('umap3d'); attach('umap2d'); }
+  if (document.readyState === 'complete') { attachAll(); } else { window.addEventListener('load', attachAll); }
 })();
 """
 
@@ -286,7 +287,7 @@ def render(
             '<div id="thumb-panel"><b>hovered point</b><img id="thumb-img" alt="thumbnail">'
             '<div id="thumb-text">Hover a point to see its image.</div></div></div>'
             f"<h2>Clusters (HDBSCAN), most drifted first</h2>{_clusters_html(view)}"
-            f"<script>{hover_js}</script>"
+            f'<script id="hover-script">{hover_js}</script>'
         )
     else:
         view_html = "<p>No projection: too few points.</p>"

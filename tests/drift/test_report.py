@@ -95,3 +95,46 @@ def test_report_holds_the_expected_traces_and_sections(report_html):
     assert report_html.count("data:image/png;base64,") > 100  # thumbnails
     assert "2 of 10 tested daily windows drifted" in report_html
     assert "Clusters (HDBSCAN)" in report_html
+
+
+def test_inline_scripts_parse(report_html, tmp_path):
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: cannot syntax-check the inline scripts")
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", report_html, flags=re.S)
+    own = [s for s in scripts if "var Plotly=" not in s and ("plotly_hover" in s or "Plotly.newPlot" in s)]
+    assert len(own) >= 4  # three figures and the hover script
+    for i, code in enumerate(own):
+        path = tmp_path / f"s{i}.js"
+        path.write_text(code, encoding="utf-8")
+        subprocess.run([node, "--check", str(path)], check=True, capture_output=True)
+
+
+def test_hover_shows_the_thumbnail(report_html, tmp_path):
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: cannot run the hover script")
+    hover = re.search(r'<script id="hover-script">(.*?)</script>', report_html, flags=re.S).group(1)
+    stub = """
+var els = {};
+function mk(id) { return els[id] = els[id] || {id: id, style: {}, handlers: {}, innerHTML: '',
+  on: function (e, f) { this.handlers[e] = f; }}; }
+var document = {readyState: 'complete', getElementById: mk};
+var window = {addEventListener: function () {}};
+"""
+    check = """
+els['umap2d'].handlers['plotly_hover']({points: [{customdata: 0}]});
+if (!String(els['thumb-img'].src).startsWith('data:image/png;base64,')) { throw new Error('no thumbnail'); }
+if (els['thumb-img'].style.display !== 'block') { throw new Error('thumbnail hidden'); }
+if (els['thumb-text'].innerHTML.indexOf('predicted') < 0) { throw new Error('no labels'); }
+"""
+    path = tmp_path / "hover.js"
+    path.write_text(stub + hover + check, encoding="utf-8")
+    run = subprocess.run([node, str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
