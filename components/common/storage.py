@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,8 +170,18 @@ def uri_from_link(link: str, config: StorageConfig | None = None) -> str:
     )
 
 
-@functools.lru_cache(maxsize=8)
+_local = threading.local()
+
+
 def _gcs_client(config: StorageConfig):
+    """One client per thread and configuration (google-cloud-storage clients are not thread-safe)."""
+    clients = _local.__dict__.setdefault("gcs", {})
+    if config not in clients:
+        clients[config] = _new_gcs_client(config)
+    return clients[config]
+
+
+def _new_gcs_client(config: StorageConfig):
     from google.cloud import storage
 
     kwargs = {"project": config.gcs_project}

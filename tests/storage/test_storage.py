@@ -167,3 +167,29 @@ def test_config_is_read_from_the_environment_at_call_time(monkeypatch):
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(ValueError):
         StorageConfig(**kwargs)
+
+
+def test_parallel_uploads_from_threads(gcs_config, s3_config, s3_endpoint):
+    """prepare uploads images from a thread pool: every object arrives intact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    storage._gcs_client(gcs_config).create_bucket("threads-gs")
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="threads-s3")
+    jobs = [
+        (f"{scheme}://threads-{scheme}/img-{i:03d}.png", _payload(100 + i, 2000))
+        for scheme in ("gs", "s3")
+        for i in range(12)
+    ]
+
+    def upload(job):
+        uri, data = job
+        config = gcs_config if uri.startswith("gs") else s3_config
+        return storage.write_bytes(uri, data, "image/png", config=config)
+
+    with ThreadPoolExecutor(4) as pool:
+        links = list(pool.map(upload, jobs))
+    for (uri, data), link in zip(jobs, links, strict=True):
+        config = gcs_config if uri.startswith("gs") else s3_config
+        assert storage.read_bytes(link, config=config) == data
