@@ -413,6 +413,16 @@ def build_monitoring_pipeline(
 BUILDERS = {TRAINING: build_training_pipeline, MONITORING: build_monitoring_pipeline}
 
 
+def check_params(pipeline_func, params: dict | None) -> None:
+    """Refuse parameter names the pipeline does not take, listing the ones it does."""
+    known = dict(pipeline_func.component_spec.inputs or {})
+    unknown = sorted(set(params or {}) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for {pipeline_func.name}; it takes: {', '.join(known)}"
+        )
+
+
 def compile_pipelines(
     out_dir: Path = PIPELINES_DIR,
     images: ImageSet | None = None,
@@ -459,6 +469,7 @@ def run_local(
     output_dir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
     pipeline_func = BUILDERS[which](factories=factories)
+    check_params(pipeline_func, params)
     original_print = builtins.print
     with warnings.catch_warnings():
         # The local runner ignores cluster settings and uses this environment instead of the images:
@@ -514,7 +525,10 @@ def make_client(host: str):
         return kfp.Client(host=host)
 
 
-def _compile_to(tmp: Path, which: str, images: ImageSet, settings: ClusterSettings, factories=None) -> Path:
+def _compile_to(
+    tmp: Path, which: str, images: ImageSet, settings: ClusterSettings, params: dict | None, factories=None
+) -> Path:
+    check_params(BUILDERS[which](images, settings, factories), params)
     return compile_pipelines(tmp, images, settings, factories, (which,))[which]
 
 
@@ -532,11 +546,12 @@ def submit(
     factories=None,
 ):
     """Upload the pipeline and start a run; with ``wait``, return the run's final state."""
-    client = make_client(host)
     with tempfile.TemporaryDirectory() as tmp:
+        # Compile (and check the parameters) before talking to the endpoint.
         package = _compile_to(
-            Path(tmp), which, images or ImageSet(), settings or ClusterSettings(), factories
+            Path(tmp), which, images or ImageSet(), settings or ClusterSettings(), params, factories
         )
+        client = make_client(host)
         result = client.create_run_from_pipeline_package(
             str(package),
             arguments=params or {},
@@ -568,12 +583,12 @@ def schedule(
         raise ValueError(
             f"--cron {cron!r}: expected 5 or 6 space-separated fields, e.g. '0 0 6 * * *' (06:00 daily)"
         )
-    client = make_client(host)
-    experiment_id = client.create_experiment(name=experiment).experiment_id
     with tempfile.TemporaryDirectory() as tmp:
         package = _compile_to(
-            Path(tmp), MONITORING, images or ImageSet(), settings or ClusterSettings(), factories
+            Path(tmp), MONITORING, images or ImageSet(), settings or ClusterSettings(), params, factories
         )
+        client = make_client(host)
+        experiment_id = client.create_experiment(name=experiment).experiment_id
         job = client.create_recurring_run(
             experiment_id=experiment_id,
             job_name=name,

@@ -153,3 +153,11 @@ def test_compile_writes_both_pipelines(with_fake_stages, tmp_path, capsys):
             "nodeSelector"
         ]
         assert labels["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-a100"}
+
+
+def test_unknown_parameter_is_refused_before_any_call(with_fake_stages, fake_kfp, capsys):
+    assert with_fake_stages.main(["submit", "--host", fake_kfp.url, "--param", "num_shard=2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter(s) num_shard for fashion-drift-training" in err
+    assert "num_shards" in err
+    assert not fake_kfp.requests
