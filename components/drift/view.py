@@ -50,6 +50,7 @@ def project(
         min_dist=0.1,
         n_epochs=epochs,
         random_state=seed,
+        n_jobs=1,  # a seed makes UMAP single-threaded anyway; say so to keep it quiet
         init="spectral" if n > n_components + 10 else "random",
     )
     return reducer.fit_transform(x).astype(np.float32)
