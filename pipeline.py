@@ -532,6 +532,25 @@ def _compile_to(
     return compile_pipelines(tmp, images, settings, factories, (which,))[which]
 
 
+def _utc_stamp() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H-%M-%S")
+
+
+def upload_version(client, package: Path, name: str, images: ImageSet) -> tuple[str, str]:
+    """Register ``package`` as pipeline ``name`` (created if missing) plus a new version; return both ids."""
+    pipeline_id = client.get_pipeline_id(name)
+    if pipeline_id is None:
+        pipeline_id = client.upload_pipeline(str(package), pipeline_name=name).pipeline_id
+        versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc")
+        return pipeline_id, versions.pipeline_versions[0].pipeline_version_id
+    version = client.upload_pipeline_version(
+        str(package), pipeline_version_name=f"{name} {images.tag} {_utc_stamp()}", pipeline_id=pipeline_id
+    )
+    return pipeline_id, version.pipeline_version_id
+
+
 def submit(
     host: str,
     which: str = TRAINING,
@@ -544,21 +563,37 @@ def submit(
     wait: bool = False,
     timeout: int = 4 * 3600,
     factories=None,
+    upload: bool = False,
 ):
-    """Upload the pipeline and start a run; with ``wait``, return the run's final state."""
+    """Start a run of the pipeline (spec sent with the run); with ``upload``, register it first as a
+    pipeline version (listed in the KFP UI) and run that version. With ``wait``, return the final state."""
     with tempfile.TemporaryDirectory() as tmp:
         # Compile (and check the parameters) before talking to the endpoint.
         package = _compile_to(
             Path(tmp), which, images or ImageSet(), settings or ClusterSettings(), params, factories
         )
         client = make_client(host)
-        result = client.create_run_from_pipeline_package(
-            str(package),
-            arguments=params or {},
-            run_name=run_name,
-            experiment_name=experiment,
-            pipeline_root=pipeline_root,
-        )
+        if upload:
+            pipeline_id, version_id = upload_version(
+                client, package, PIPELINE_NAMES[which], images or ImageSet()
+            )
+            experiment_id = client.create_experiment(name=experiment).experiment_id
+            result = client.run_pipeline(
+                experiment_id=experiment_id,
+                job_name=run_name or f"{PIPELINE_NAMES[which]} {_utc_stamp()}",
+                pipeline_id=pipeline_id,
+                version_id=version_id,
+                params=params or {},
+                pipeline_root=pipeline_root,
+            )
+        else:
+            result = client.create_run_from_pipeline_package(
+                str(package),
+                arguments=params or {},
+                run_name=run_name,
+                experiment_name=experiment,
+                pipeline_root=pipeline_root,
+            )
     if not wait:
         return result.run_id, None
     final = client.wait_for_run_completion(result.run_id, timeout=timeout)
@@ -720,6 +755,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--run-name", default=None)
             p.add_argument("--wait", action="store_true", help="wait for the run to end and print its state")
             p.add_argument(
+                "--upload",
+                action="store_true",
+                help="register the pipeline and a new version first, then run it",
+            )
+            p.add_argument(
                 "--timeout", type=int, default=4 * 3600, help="seconds to wait (default: %(default)s)"
             )
         else:
@@ -763,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings,
                 args.wait,
                 args.timeout,
+                upload=args.upload,
             )
             print(f"run {run_id} submitted to {args.host}" + (f"; final state: {state}" if state else ""))
             if state and state.upper() != "SUCCEEDED":

@@ -4,7 +4,9 @@ Paths and JSON field names come from the installed kfp_server_api (2.17): experi
 listed (``GET /apis/v2beta1/experiments``) then created (``POST``), runs are created
 (``POST /apis/v2beta1/runs``) and read (``GET /apis/v2beta1/runs/{id}``), recurring runs are
 created (``POST /apis/v2beta1/recurringruns``), listed, and disabled
-(``POST /apis/v2beta1/recurringruns/{id}:disable``).
+(``POST /apis/v2beta1/recurringruns/{id}:disable``); with ``submit --upload`` a pipeline is looked up
+(``GET /apis/v2beta1/pipelines``), uploaded (``POST .../pipelines/upload``, multipart) or given a
+new version (``POST .../pipelines/upload_version``), and its versions listed.
 """
 
 import json
@@ -29,14 +31,48 @@ class FakeKfp:
     requests: list[Recorded] = field(default_factory=list)
     experiments: dict[str, dict] = field(default_factory=dict)
     runs: dict[str, dict] = field(default_factory=dict)
+    pipelines: dict[str, dict] = field(default_factory=dict)
+    versions: dict[str, dict] = field(default_factory=dict)
     recurring_runs: dict[str, dict] = field(default_factory=dict)
     final_state: str = "SUCCEEDED"
+
+    def _add_version(self, pid: str, name: str) -> dict:
+        vid = f"ver-{len(self.versions) + 1}"
+        self.versions[vid] = {
+            "pipeline_id": pid,
+            "pipeline_version_id": vid,
+            "display_name": name,
+            "created_order": len(self.versions),
+        }
+        return self.versions[vid]
 
     def calls(self, method: str, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and r.path == path]
 
-    def handle(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, query: dict, body) -> tuple[int, dict]:
         self.requests.append(Recorded(method, path, query, body))
+        if path == f"{PREFIX}/pipelines" and method == "GET":
+            name = _filter_value(query)
+            found = [p for p in self.pipelines.values() if p["display_name"] == name]
+            return 200, {"pipelines": found, "total_size": len(found)} if found else {}
+        if path == f"{PREFIX}/pipelines/upload" and method == "POST":
+            pid = f"pl-{len(self.pipelines) + 1}"
+            self.pipelines[pid] = {"pipeline_id": pid, "display_name": query["name"][0]}
+            self._add_version(pid, query["name"][0])
+            return 200, self.pipelines[pid]
+        if path == f"{PREFIX}/pipelines/upload_version" and method == "POST":
+            pid = query["pipelineid"][0]
+            if pid not in self.pipelines:
+                return 404, {"error": "pipeline not found", "code": 5}
+            return 200, self._add_version(pid, query["name"][0])
+        if path.startswith(f"{PREFIX}/pipelines/") and path.endswith("/versions") and method == "GET":
+            pid = path.split("/")[-2]
+            found = sorted(
+                (v for v in self.versions.values() if v["pipeline_id"] == pid),
+                key=lambda v: v["created_order"],
+                reverse="desc" in query.get("sort_by", [""])[0],
+            )
+            return 200, {"pipeline_versions": found, "total_size": len(found)}
         if path == f"{PREFIX}/healthz":
             return 200, {"multi_user": False, "commit_sha": "fake", "tag_name": "2.17.0"}
         if path == f"{PREFIX}/experiments" and method == "GET":
@@ -92,7 +128,12 @@ def serve(fake: FakeKfp):
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
+            if not raw:
+                body = None
+            elif self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+                body = raw  # a pipeline upload: kept as bytes
+            else:
+                body = json.loads(raw)
             status, payload = fake.handle(method, parts.path, parse_qs(parts.query), body)
             data = json.dumps(payload).encode()
             self.send_response(status)

@@ -161,3 +161,24 @@ def test_unknown_parameter_is_refused_before_any_call(with_fake_stages, fake_kfp
     assert "unknown parameter(s) num_shard for fashion-drift-training" in err
     assert "num_shards" in err
     assert not fake_kfp.requests
+
+
+def test_submit_upload_registers_a_pipeline_then_a_version_and_runs_it(with_fake_stages, fake_kfp):
+    pipeline = with_fake_stages
+    for _ in range(2):
+        assert (
+            pipeline.main(["submit", "--host", fake_kfp.url, "--upload", "--param", "seed=3", "--tag", "t9"])
+            == 0
+        )
+    (created,) = fake_kfp.calls("POST", "/apis/v2beta1/pipelines/upload")
+    assert created.query["name"] == ["fashion-drift-training"]
+    assert b"fashion-drift-training" in created.body and b"pipelineInfo" in created.body
+    (added,) = fake_kfp.calls("POST", "/apis/v2beta1/pipelines/upload_version")
+    assert added.query["pipelineid"] == ["pl-1"]
+    assert added.query["name"][0].startswith("fashion-drift-training t9 ")
+    assert b"fashion-drift-train:t9" in added.body  # the uploaded YAML carries the compile-time tag
+    first, second = (r.body for r in fake_kfp.calls("POST", "/apis/v2beta1/runs"))
+    assert first["pipeline_version_reference"] == {"pipeline_id": "pl-1", "pipeline_version_id": "ver-1"}
+    assert second["pipeline_version_reference"] == {"pipeline_id": "pl-1", "pipeline_version_id": "ver-2"}
+    assert "pipeline_spec" not in second or second["pipeline_spec"] is None
+    assert second["runtime_config"]["parameters"] == {"seed": 3}
