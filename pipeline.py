@@ -1,8 +1,9 @@
 """The two pipelines (training, monitoring) and the command line that compiles, runs, submits and schedules them.
 
-    python pipeline.py compile [--registry R] [--tag T] [--gpu-node-key K --gpu-node-value V] [--arize-secret S]
-    python pipeline.py run --local [--output-dir DIR] [--param name=value ...]
-    python pipeline.py submit --host URL [--pipeline training|monitoring] [--param name=value ...] [--wait]
+    python pipeline.py compile [--registry R] [--tag T] [--gpu-node-key K --gpu-node-value V] [--gpu-limit N]
+                               [--arize-secret S] [--storage-endpoint URL]
+    python pipeline.py run --local [--pipeline training|monitoring] [--output-dir DIR] [--param name=value ...]
+    python pipeline.py submit --host URL [--pipeline training|monitoring] [--param name=value ...] [--upload] [--wait]
     python pipeline.py schedule --host URL --cron "0 0 6 * * *" [--param name=value ...]
     python pipeline.py unschedule --host URL [--name NAME | --id ID]
 
@@ -39,9 +40,10 @@ MONITORING = "monitoring"
 PIPELINE_NAMES = {TRAINING: "fashion-drift-training", MONITORING: "fashion-drift-monitoring"}
 GPU_STAGES = ("train", "embed")
 STORAGE_STAGES = ("prepare", "arize", "drift")  # stages that use components.common.storage
-# Stages whose re-run with the same inputs gives the same result: cached. arize logs to an
-# external service (a re-run must log again) and is never cached.
-CACHED_STAGES = ("data", "train", "embed", "prepare", "drift")
+# Stages whose re-run with the same inputs gives the same result: cached. Not cached: prepare
+# (its timestamps are shifted to the time it runs, now="") and arize (it logs to an external
+# service; a re-run must log again).
+CACHED_STAGES = ("data", "train", "embed", "drift")
 DEFAULT_EXPERIMENT = "fashion-drift"
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 DEFAULT_SCHEDULE_NAME = "fashion-drift-monitoring"

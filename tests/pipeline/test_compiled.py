@@ -105,7 +105,9 @@ def test_retries_on_every_task_and_caching_where_deterministic(compiled, name):
             continue
         assert task["retryPolicy"]["maxRetryCount"] >= 1, task_name
         cached = task.get("cachingOptions", {}).get("enableCache", False)
-        assert cached == (component not in ("arize", "drift-alert", "shard-indices", "alert-gate")), task_name
+        assert cached == (
+            component not in ("prepare", "arize", "drift-alert", "shard-indices", "alert-gate")
+        ), task_name
 
 
 @pytest.mark.parametrize("name", ["training", "monitoring"])
