@@ -30,6 +30,7 @@ def drift(
     positive_class: str = "T-shirt/top",
     min_cluster_size: int = 15,
     thumbnails: bool = True,
+    detectors: str = "centroid,cosine,mmd2,softmax_ks,confidence_drop",
     seed: int = 0,
 ) -> NamedTuple("Outputs", [("alert", bool)]):
     """Calibrated embedding drift per time window, UMAP view and HTML report; `alert` for dsl.If."""
@@ -51,6 +52,7 @@ def drift(
         positive_class=positive_class,
         min_cluster_size=min_cluster_size,
         thumbnails=thumbnails,
+        detectors=detectors,
         seed=seed,
     )
     result = run_drift(prepared.path, baseline.path, report.path, drift_table.path, config)

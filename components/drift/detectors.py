@@ -337,8 +337,21 @@ class ConfidenceDrop:
         return self._mean - pool.scores.astype(np.float64)[index_sets].mean(axis=1)
 
 
-def default_detectors(seed: int = 0) -> list:
-    return [CentroidDistance(), CosineDistance(), MMD2(seed=seed), SoftmaxKS(), ConfidenceDrop()]
+def default_detectors(seed: int = 0, names: tuple[str, ...] | list[str] = DETECTOR_NAMES) -> list:
+    """Fresh detector objects, by name (all of them by default)."""
+    unknown = [n for n in names if n not in DETECTOR_NAMES]
+    if unknown or not names:
+        raise ValueError(
+            f"detectors {list(names)}: expected a non-empty list from {', '.join(DETECTOR_NAMES)}"
+        )
+    every = {
+        "centroid": CentroidDistance,
+        "cosine": CosineDistance,
+        "mmd2": lambda: MMD2(seed=seed),
+        "softmax_ks": SoftmaxKS,
+        "confidence_drop": ConfidenceDrop,
+    }
+    return [every[n]() for n in names]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from components.common import schema
 from components.drift import io as dio
-from components.drift.detectors import CalibratedDrift, Sample
+from components.drift.detectors import DETECTOR_NAMES, CalibratedDrift, Sample, default_detectors
 from components.drift.io import C, Rejected, Reservoir, Rows
 from components.drift.view import BASELINE, PRODUCTION, PROJECTIONS
 
@@ -37,9 +37,15 @@ class DriftConfig:
     positive_class: str = schema.CLASS_NAMES[0]
     min_cluster_size: int = 15
     thumbnails: bool = True
+    detectors: str = ",".join(DETECTOR_NAMES)  # comma-separated subset
     seed: int = 0
 
+    @property
+    def detector_names(self) -> list[str]:
+        return [d.strip() for d in self.detectors.split(",") if d.strip()]
+
     def __post_init__(self) -> None:
+        default_detectors(0, self.detector_names)  # raises on unknown names
         if self.baseline_environment not in BASELINE_ENVIRONMENTS:
             raise ValueError(
                 f"baseline_environment={self.baseline_environment!r}: expected one of "
@@ -167,6 +173,7 @@ def run_drift(
         raise ValueError(f"{base_path}: no usable rows (see the rejected-row reasons)")
 
     cal = CalibratedDrift(
+        detectors=default_detectors(cfg.seed, cfg.detector_names),
         false_alarm_rate=cfg.false_alarm_rate,
         n_resamples=cfg.n_resamples,
         min_rows=cfg.min_window_rows,

@@ -106,3 +106,11 @@ def test_other_window_lengths(prepared_dir, window, count):
     if window == "weekly":
         assert (t["window_start"].dt.dayofweek == 0).all()
     assert t["n_rows"].sum() == 1200
+
+
+def test_detectors_can_be_chosen(prepared_dir):
+    t = run_drift(prepared_dir, prepared_dir, None, None, _cfg(detectors="mmd2, softmax_ks")).table
+    assert "mmd2_score" in t and "softmax_ks_score" in t and "centroid_score" not in t
+    assert t["flagged"].sum() == 2
+    with pytest.raises(ValueError, match="expected a non-empty list from centroid"):
+        DriftConfig(detectors="centroid,wasserstein")
