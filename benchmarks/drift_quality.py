@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.common import schema
-from components.drift.detectors import CalibratedDrift, Sample
+from components.drift.detectors import CalibratedDrift, Sample, default_detectors
 from components.drift.stage import DriftConfig, run_drift
 
 C = schema.PreparedColumns
@@ -176,7 +176,12 @@ def clean_false_alarms(folder: Path, cfg: DriftConfig, windows: int, window_rows
             np.stack(df[C.IMAGE_VECTOR]), np.stack(df[C.PROBABILITIES]), df[C.PREDICTION_SCORE].to_numpy()
         )
 
-    cal = CalibratedDrift(false_alarm_rate=cfg.false_alarm_rate, n_resamples=cfg.n_resamples, seed=seed)
+    cal = CalibratedDrift(
+        default_detectors(seed, cfg.detector_names),
+        false_alarm_rate=cfg.false_alarm_rate,
+        n_resamples=cfg.n_resamples,
+        seed=seed,
+    )
     cal.fit(sample(tr, cfg.reference_size), sample(va, cfg.calibration_size))
     verdicts = [cal.test(sample(pr, window_rows)) for _ in range(windows)]
     per = {n: float(np.mean([v.by_name(n).drifted for v in verdicts])) for n in cal.names}
@@ -203,6 +208,7 @@ def main() -> None:
         help="per window; at the stage's default 0.01, 23 clean days give a false flag in 21%% of runs",
     )
     ap.add_argument("--n-resamples", type=int, default=5000)
+    ap.add_argument("--detectors", default=DriftConfig().detectors, help="comma-separated subset")
     ap.add_argument("--report-dir", help="keep each seed's HTML report here")
     ap.add_argument("--keep-dir", help="keep each seed's prepared folder here (reused when present)")
     args = ap.parse_args()
