@@ -217,6 +217,7 @@ def main() -> None:
         thumbnails=False,
         false_alarm_rate=args.false_alarm_rate,
         n_resamples=args.n_resamples,
+        detectors=args.detectors,
     )
     results = []
     for seed in args.seeds:
