@@ -449,6 +449,22 @@ def compile_pipelines(
 # --------------------------------------------------------------------------------------------
 # Local run
 # --------------------------------------------------------------------------------------------
+def _unindented_print(func):
+    """The real ``print`` under kfp.local's indenting wrappers.
+
+    kfp.local 2.17 swaps ``builtins.print`` for an indenting wrapper while a task runs and puts the
+    previous one back afterwards; tasks that run in parallel threads (data beside shard-indices, the
+    embed shards) restore each other's wrapper, so one stays installed after the run. Any wrapper
+    left over, from this run or an earlier one in the same process, is peeled off here.
+    """
+    while getattr(func, "__name__", "") == "indented_print_function" and func.__closure__:
+        cells = dict(zip(func.__code__.co_freevars, func.__closure__, strict=True))
+        if "original_print" not in cells:
+            break
+        func = cells["original_print"].cell_contents
+    return func
+
+
 def run_local(
     output_dir: Path,
     params: dict | None = None,
@@ -472,7 +488,7 @@ def run_local(
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
     pipeline_func = BUILDERS[which](factories=factories)
     check_params(pipeline_func, params)
-    original_print = builtins.print
+    builtins.print = _unindented_print(builtins.print)
     with warnings.catch_warnings():
         # The local runner ignores cluster settings and uses this environment instead of the images:
         # both are expected here, and each task would warn about them.
@@ -481,8 +497,7 @@ def run_local(
         try:
             task = pipeline_func(**(params or {}))
         finally:
-            # kfp.local indents print() while a task runs; parallel shards can leave it patched.
-            builtins.print = original_print
+            builtins.print = _unindented_print(builtins.print)
     paths = {name: getattr(value, "path", value) for name, value in task.outputs.items()}
     # The HTML artifact is a file named "report"; a copy named .html opens in any browser.
     report = Path(paths["report"])

@@ -182,3 +182,16 @@ def test_submit_upload_registers_a_pipeline_then_a_version_and_runs_it(with_fake
     assert second["pipeline_version_reference"] == {"pipeline_id": "pl-1", "pipeline_version_id": "ver-2"}
     assert "pipeline_spec" not in second or second["pipeline_spec"] is None
     assert second["runtime_config"]["parameters"] == {"seed": 3}
+
+
+def test_leftover_kfp_print_wrappers_are_peeled_off(pipeline_module):
+    import builtins
+
+    from kfp.local import logging_utils
+
+    real = builtins.print
+    with logging_utils.indented_print(), logging_utils.indented_print():
+        wrapped = builtins.print
+        assert wrapped is not real
+        assert pipeline_module._unindented_print(wrapped) is real
+    assert builtins.print is real
