@@ -195,3 +195,16 @@ def test_leftover_kfp_print_wrappers_are_peeled_off(pipeline_module):
         assert wrapped is not real
         assert pipeline_module._unindented_print(wrapped) is real
     assert builtins.print is real
+
+
+@pytest.mark.parametrize("stage", ["data", "train", "embed", "prepare", "arize", "drift"])
+def test_stand_in_stages_keep_the_real_signatures(fakes, stage):
+    """The stand-ins may leave out optional parameters, never add or rename one."""
+    import importlib
+
+    real = importlib.import_module(f"components.{stage}.component").component().component_spec
+    fake = fakes.FACTORIES[stage](None).component_spec
+    assert set(fake.inputs or {}) <= set(real.inputs or {})
+    assert set(fake.outputs or {}) == set(real.outputs or {})
+    required = {n for n, spec in (real.inputs or {}).items() if not spec.optional}
+    assert required <= set(fake.inputs or {})
