@@ -9,7 +9,7 @@ silently into the compiled YAML.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from components import __version__
 
