@@ -8,8 +8,8 @@ silently into the compiled YAML.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from components import __version__
 

@@ -189,6 +189,5 @@ def require_columns(present, required: tuple[str, ...], where: str) -> None:
     missing = missing_columns(list(present), required)
     if missing:
         raise ValueError(
-            f"{where}: missing column(s) {', '.join(missing)}; "
-            f"expected at least {', '.join(required)}"
+            f"{where}: missing column(s) {', '.join(missing)}; expected at least {', '.join(required)}"
         )
