@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,6 @@ class TrainConfig:
     weight_decay: float = -1.0
     min_crop_scale: float = 0.0  # 0 = profile default
     threads: int = 0  # torch CPU threads; 0 = half the cores (see default_threads)
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -402,7 +401,7 @@ def train_model(
             "model_name": config.model_name or "local-resnet (ResNetConfig, built from scratch)",
             "image_size": geometry.crop_size,
             "class_names": list(schema.CLASS_NAMES),
-            "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+            "config": asdict(config),
             "metrics": metrics,
             "confusion_matrix": matrix,
             "loss_history": losses,

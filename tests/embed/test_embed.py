@@ -25,6 +25,11 @@ from components.train.preprocess import (
     pil_to_rgb_tensor,
 )
 
+# torchvision 0.29 announces on every decode that its decoders move to TorchCodec (see embed.py)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The image decoding and encoding capabilities:DeprecationWarning"
+)
+
 
 @pytest.fixture(scope="module")
 def full_run(embed_dataset_dir, model_dir, tmp_path_factory):
@@ -241,3 +246,16 @@ def test_pil_and_torchvision_decode_agree(embed_dataset_dir):
         tv = decode_image(torch.frombuffer(bytearray(raw), dtype=torch.uint8), mode=ImageReadMode.RGB)
         pil = pil_to_rgb_tensor(Image.open(io.BytesIO(raw)))
         assert torch.equal(tv, pil)
+
+
+def test_command_line(embed_dataset_dir, model_dir, tmp_path, capsys):
+    from components.embed.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--num-shards" in capsys.readouterr().out
+    args = ["--dataset", str(embed_dataset_dir), "--model", str(model_dir), "--output", str(tmp_path / "o")]
+    assert main([*args, "--splits", "validation", "--summary", str(tmp_path / "s.md"), "--threads", "1"]) == 0
+    assert pq.read_table(tmp_path / "o" / schema.EMBED_FILE).num_rows == 40
+    assert "| validation | 40 | 40 | 0 |" in (tmp_path / "s.md").read_text()
+    assert "embed: 40 rows embedded" in capsys.readouterr().out

@@ -137,3 +137,42 @@ def test_unreachable_hub_model_names_the_local_profile(tmp_path):
     assert err.startswith("components.train.train.ModelUnavailableError")
     assert "'fashion-drift-tests/not-cached' could not be loaded" in err
     assert "HF_HUB_OFFLINE is set" in err and "profile='local'" in err
+
+
+def test_resumes_from_last_checkpoint(small_dataset, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    cfg = dict(batch_size=100, learning_rate=3e-3, threads=1)  # 3 steps per epoch on 300 rows
+    first = train_model(
+        small_dataset, tmp_path / "m1", TrainConfig(epochs=1, **cfg), ckpt, keep_checkpoints=True
+    )
+    assert first.metrics["steps"] == 3 and (ckpt / "checkpoint-3").is_dir()
+    capsys.readouterr()
+    second = train_model(small_dataset, tmp_path / "m2", TrainConfig(epochs=2, **cfg), ckpt)
+    assert "resuming from checkpoint" in capsys.readouterr().out
+    assert second.metrics["steps"] == 6 and second.metrics["epochs"] == 2.0
+    assert not ckpt.exists()  # removed after a successful run
+
+
+def test_command_line(small_dataset, tmp_path, capsys):
+    from components.train.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "Profile defaults" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "--dataset",
+                str(small_dataset),
+                "--output",
+                str(tmp_path / "m"),
+                "--max-steps",
+                "2",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(out)["steps"] == 2
