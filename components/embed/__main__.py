@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = half the cores)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when there is one)")
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    ap.add_argument(
+        "--decode-workers",
+        type=int,
+        default=-1,
+        help="decoding processes (0: a thread; -1: 0 on CPU, up to 4 on GPU)",
+    )
     ap.add_argument("--summary", default=None, help="also write the Markdown summary to this file")
     a = ap.parse_args(argv)
     result = embed_dataset(
@@ -40,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=a.threads,
         device=a.device,
         precision=a.precision,
+        decode_workers=a.decode_workers,
     )
     if a.summary:
         Path(a.summary).write_text(summary_markdown(result))

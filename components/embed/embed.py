@@ -19,6 +19,7 @@ skipped; the other rows of its batch go on.
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import tempfile
@@ -47,7 +48,6 @@ REQUIRED_COLUMNS = (C.IMAGE, C.LABEL, C.IMAGE_ID, C.PREDICTION_TS, C.DEGRADATION
 FAILURES_SCHEMA = pa.schema(
     [("image_id", pa.string()), ("split", pa.string()), ("row", pa.int64()), ("error", pa.string())]
 )
-LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -137,11 +137,14 @@ def load_model(model_dir: str | Path, device: str | None = None, precision: str 
 
 def image_features(gray: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """uint8 [B, H, W] -> brightness (mean in [0, 1]), contrast (std), sharpness (variance of Laplacian)."""
-    x = gray.float().div_(255.0).unsqueeze(1)
-    brightness = x.mean(dim=(1, 2, 3))
-    contrast = x.std(dim=(1, 2, 3), unbiased=False)
-    lap = torch.nn.functional.conv2d(x, LAPLACIAN.to(x.dtype))
-    sharpness = lap.var(dim=(1, 2, 3), unbiased=False)
+    x = gray.float().div_(255.0)
+    brightness = x.mean(dim=(1, 2))
+    contrast = x.std(dim=(1, 2), unbiased=False)
+    # the 3x3 Laplacian [[0, 1, 0], [1, -4, 1], [0, 1, 0]] over the valid area, by shifted slices
+    # (4x faster than conv2d on one-channel 28x28 images here)
+    c = x[:, 1:-1, 1:-1]
+    lap = x[:, :-2, 1:-1] + x[:, 2:, 1:-1] + x[:, 1:-1, :-2] + x[:, 1:-1, 2:] - 4.0 * c
+    sharpness = lap.var(dim=(1, 2), unbiased=False)
     return brightness.numpy(), contrast.numpy(), sharpness.numpy()
 
 
@@ -228,6 +231,49 @@ def shard_bounds(n_rows: int, shard_index: int, num_shards: int) -> tuple[int, i
             f"shard_index {shard_index}: expected 0..{num_shards - 1} for num_shards={num_shards}"
         )
     return n_rows * shard_index // num_shards, n_rows * (shard_index + 1) // num_shards
+
+
+class _BatchSource(torch.utils.data.Dataset):
+    """Batch ``i`` of one split's slice, read and decoded where it is asked for (a worker process)."""
+
+    def __init__(self, arrow, start: int, end: int, batch_size: int, split: str, transform) -> None:
+        self.arrow, self.start, self.end, self.batch_size = arrow, start, end, batch_size
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return -(-(self.end - self.start) // self.batch_size)
+
+    def __getitem__(self, i: int) -> Batch:
+        b0 = self.start + i * self.batch_size
+        table = self.arrow[b0 : min(self.end, b0 + self.batch_size)].select(list(REQUIRED_COLUMNS))
+        return decode_batch(table, self.split, b0, self.transform)
+
+
+def _as_is(batch: Batch) -> Batch:
+    return batch
+
+
+def default_decode_workers(device: torch.device) -> int:
+    """Decoding processes: none on CPU (a background thread decodes), up to 4 next to a GPU.
+
+    Measured on the shared 2-core machine: one worker process embedded 4,000 rows in 1.56 to
+    1.67 s, the decode thread in 1.42 to 1.45 s (the second core was busy with other jobs and the
+    process adds inter-process copies). Next to a GPU the model is fast and decoding is the limit,
+    so several processes pay off there.
+    """
+    if device.type == "cuda":
+        return max(1, min(4, (os.cpu_count() or 1) // 2))
+    return 0
+
+
+def iter_batches(source: _BatchSource, workers: int) -> Iterator[Batch]:
+    """Batches in order, decoded ahead of the model by a thread (``workers=0``) or by processes."""
+    if workers == 0:
+        return _prefetch(source[i] for i in range(len(source)))
+    loader = torch.utils.data.DataLoader(
+        source, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is, prefetch_factor=2
+    )
+    return iter(loader)
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -372,6 +418,7 @@ def embed_dataset(
     device: str | None = None,
     precision: str = "auto",
     progress: bool = True,
+    decode_workers: int = -1,
 ) -> EmbedResult:
     """Embed the rows of ``splits`` (this shard of each) into ``output_dir`` (a folder).
 
@@ -393,6 +440,7 @@ def embed_dataset(
     if lm.device.type == "cpu":
         torch.set_num_threads(threads or default_threads())
     transform = eval_transform(lm.geometry)
+    workers = default_decode_workers(lm.device) if decode_workers < 0 else decode_workers
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
@@ -408,16 +456,9 @@ def embed_dataset(
                 start, end = shard_bounds(len(ds), shard_index, num_shards)
                 st = SplitStats(split, end - start)
                 t0 = time.perf_counter()
-                arrow = ds.with_format("arrow")
-                columns = list(REQUIRED_COLUMNS)
-
-                def batches(arrow=arrow, start=start, end=end, split=split, columns=columns):
-                    for b0 in range(start, end, batch_size):
-                        table = arrow[b0 : min(end, b0 + batch_size)].select(columns)
-                        yield decode_batch(table, split, b0, transform)
-
+                source = _BatchSource(ds.with_format("arrow"), start, end, batch_size, split, transform)
                 bar = tqdm(total=end - start, desc=f"embed {split}", unit="img", disable=not progress)
-                for batch in _prefetch(batches()):
+                for batch in iter_batches(source, workers):
                     failures.extend(batch.failures)
                     st.failed += len(batch.failures)
                     if batch.pixel_values is not None:

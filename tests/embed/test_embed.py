@@ -128,6 +128,7 @@ def test_shards_are_contiguous_slices(full_run, embed_dataset_dir, model_dir, tm
             batch_size=16,
             threads=1,
             progress=False,
+            decode_workers=i % 2,  # shard 1 is decoded by a worker process, the others by a thread
         )
         parts.append(pq.read_table(r.output_dir / schema.EMBED_FILE))
     ids = sum((p.column(E.IMAGE_ID).to_pylist() for p in parts), [])
