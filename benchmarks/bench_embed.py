@@ -16,7 +16,7 @@ the ratios, and measures the stage's peak memory at two split sizes in fresh sub
 (peak RSS, ``VmHWM`` of ``/proc/self/status``, minus the RSS after imports and model loading, plus the
 ``tracemalloc`` peak of Python-level allocations): it must not grow with the number of rows.
 
-    .venv/bin/python benchmarks/bench_embed.py [--rows 4000] [--model DIR] [--json out.json]
+    .venv/bin/python benchmarks/bench_embed.py [--rows 4000] [--model DIR] [--json out.json] [--keep]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,7 @@ else:  # VmHWM: peak RSS of this process image (getrusage's maxrss carries the p
     res["rss_file_mb_end"] = status_mb("RssFile")
     res.update({"rss_base_mb": base, "rss_peak_mb": peak, "rss_growth_mb": peak - base})
     half = samples[len(samples) // 2 :]  # slope of RSS over rows in the second half of the run
-    if len(half) >= 3:
+    if len(half) >= 10:  # too few batches: the first ones still warm up
         x = [r for r, _ in half]; y = [m for _, m in half]; mx = sum(x) / len(x); my = sum(y) / len(y)
         slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / max(1e-9, sum((a - mx) ** 2 for a in x))
         res["anon_mb_per_100k_rows"] = slope * 100_000
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch threads for all ways (0 = the stage default)"
     )
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the working folder (data set, outputs)")
     a = ap.parse_args(argv)
 
     import datasets
@@ -318,15 +320,21 @@ def main(argv: list[str] | None = None) -> int:
             f"after load (file-backed at the end: {m['rss_file_mb_end']:.0f} MB); "
             f"tracemalloc peak {m['tracemalloc_peak_mb']:.1f} MB"
         )
-    slope = mem[1].get("anon_mb_per_100k_rows", 0.0)
-    print(
-        f"anonymous RSS slope over the second half of the {mem[1]['rows']}-row run: {slope:+.1f} MB per 100,000 rows"
-    )
-    grows = mem[1]["rss_growth_mb"] > mem[0]["rss_growth_mb"] + 128 or slope > 100
+    slope = mem[1].get("anon_mb_per_100k_rows")
+    where = f"anonymous RSS slope over the second half of the {mem[1]['rows']}-row run"
+    if slope is None:
+        print(f"{where}: not computed (fewer than 20 batches; use more --memory-rows)")
+    else:
+        print(f"{where}: {slope:+.1f} MB per 100,000 rows")
+    grows = mem[1]["rss_growth_mb"] > mem[0]["rss_growth_mb"] + 128 or (slope or 0.0) > 100
     print(f"memory grows with rows: {'YES' if grows else 'no'}")
     print(f"embeddings equal within tolerance: {'yes' if same else 'NO'}")
     if a.json:
         Path(a.json).write_text(json.dumps(figures, indent=2))
+    if a.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if same and not grows else 1
 
 
