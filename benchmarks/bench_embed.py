@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:<14}{rates[k]:>10.0f}{figures['seconds'][k]:>10.2f}")
     r = figures["ratios"]
     print(
-        f"stage / seed         = {r['stage_over_seed']:.1f}x   (target >= 10x: {'met' if r['stage_over_seed'] >= 10 else 'MISSED'})"
+        f"stage / seed         = {r['stage_over_seed']:.2f}x   (target >= 10x: {'met' if r['stage_over_seed'] >= 10 else 'MISSED'})"
     )
     print(
         f"stage / bare forward = {r['stage_over_bare_forward']:.2f}x  "
@@ -325,8 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     if slope is None:
         print(f"{where}: not computed (fewer than 20 batches; use more --memory-rows)")
     else:
-        print(f"{where}: {slope:+.1f} MB per 100,000 rows")
-    grows = mem[1]["rss_growth_mb"] > mem[0]["rss_growth_mb"] + 128 or (slope or 0.0) > 100
+        print(f"{where}: {slope:+.1f} MB per 100,000 rows (information only, noisy)")
+    # The verdict rests on the peaks: keeping every hidden state like the seed's way (about 24 KB
+    # a row for the local model) would add about 360 MB over the extra 15,000 rows. The slope is
+    # shown for information only: allocator noise of +-10 MB makes it swing by +-150 MB/100k rows.
+    grows = mem[1]["rss_growth_mb"] > mem[0]["rss_growth_mb"] + 128
     print(f"memory grows with rows: {'YES' if grows else 'no'}")
     print(f"embeddings equal within tolerance: {'yes' if same else 'NO'}")
     if a.json:
