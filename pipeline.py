@@ -32,6 +32,7 @@ from kfp.dsl import HTML, Dataset, Markdown, Model
 from components import __version__
 from components.common import schema
 from components.common.images import DEFAULT_REGISTRY, STAGES, ImageSet
+from components.data import build as data_defaults
 
 ROOT = Path(__file__).resolve().parent
 PIPELINES_DIR = ROOT / "pipelines"
@@ -45,7 +46,6 @@ STORAGE_STAGES = ("prepare", "arize", "drift")  # stages that use components.com
 # service; a re-run must log again).
 CACHED_STAGES = ("data", "train", "embed", "drift")
 DEFAULT_EXPERIMENT = "fashion-drift"
-DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 DEFAULT_SCHEDULE_NAME = "fashion-drift-monitoring"
 PORT_FORWARD_HINT = "kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80"
 
@@ -216,13 +216,13 @@ def build_training_pipeline(
         "prepares monitoring records, logs them to Arize and reports embedding drift.",
     )
     def training(
-        source: str = DEFAULT_SOURCE,
-        training_size: int = 6000,
-        validation_size: int = 1000,
-        production_size: int = 3000,
-        production_days: int = 14,
-        window_days: int = 4,
-        degraded_share: float = 0.5,
+        source: str = data_defaults.DEFAULT_SOURCE_DIR,
+        training_size: int = data_defaults.DEFAULT_TRAINING_SIZE,
+        validation_size: int = data_defaults.DEFAULT_VALIDATION_SIZE,
+        production_size: int = data_defaults.DEFAULT_PRODUCTION_SIZE,
+        production_days: int = data_defaults.DEFAULT_PRODUCTION_DAYS,
+        window_days: int = data_defaults.DEFAULT_WINDOW_DAYS,
+        degraded_share: float = data_defaults.DEFAULT_DEGRADED_SHARE,
         seed: int = 0,
         profile: str = "local",
         model_name: str = "",
