@@ -218,7 +218,7 @@ def _table_html(table: pd.DataFrame, detectors: list[str]) -> str:
         for c in cols:
             v = r[c]
             if isinstance(v, float):
-                v = "" if np.isnan(v) else f"{v:.4g}"
+                v = "" if np.isnan(v) else f"{v + 0.0:.4g}"  # + 0.0 turns -0.0 into 0
             elif isinstance(v, pd.Timestamp):
                 v = v.strftime("%Y-%m-%d %H:%M")
             cells.append(f"<td>{html.escape(str(v))}</td>")
