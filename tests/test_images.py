@@ -11,7 +11,10 @@ def test_every_stage_has_its_own_image_tagged_with_the_version():
 
 
 def test_registry_and_tag_are_set_by_the_caller():
-    assert ImageSet("registry.local:5000/team", "abc").ref("drift") == "registry.local:5000/team/fashion-drift-drift:abc"
+    assert (
+        ImageSet("registry.local:5000/team", "abc").ref("drift")
+        == "registry.local:5000/team/fashion-drift-drift:abc"
+    )
 
 
 @pytest.mark.parametrize("registry,tag", [("", "1"), ("r/", "1"), ("r", ""), ("r", "a:b")])

@@ -22,7 +22,9 @@ def test_ten_class_names_and_three_splits():
 
 def test_require_columns_names_every_missing_column():
     with pytest.raises(ValueError, match=r"embeddings.parquet: missing column\(s\) split, embedding"):
-        schema.require_columns(["image_id", "label"], ("image_id", "split", "embedding"), "embeddings.parquet")
+        schema.require_columns(
+            ["image_id", "label"], ("image_id", "split", "embedding"), "embeddings.parquet"
+        )
 
 
 def test_prepared_file_rejects_unknown_environment():
