@@ -257,7 +257,7 @@ def run_drift(
         "windows_flagged": float(len(flagged)),
         "windows_too_few_rows": float((table["status"] == "too_few_rows").sum()),
         "windows_empty": float((table["status"] == "empty").sum()),
-        "max_centroid_distance": float(table["centroid_distance"].max()) if len(ok) else 0.0,
+        "max_centroid_distance": float(ok["centroid_distance"].max()) if len(ok) else 0.0,
         "false_alarm_rate": float(cfg.false_alarm_rate),
         "production_rows": float(table["n_rows"].sum()),
         "baseline_rows": float(base_n),

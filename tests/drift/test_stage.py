@@ -61,6 +61,11 @@ def test_empty_and_tiny_windows_are_marked_not_flagged(tmp_path):
     assert t.loc[days[4], "status"] == "empty" and t.loc[days[4], "n_rows"] == 0
     assert t.loc[days[6], "status"] == "too_few_rows" and t.loc[days[6], "n_rows"] == 2
     assert not t["flagged"].any()
+    # The two-row window holds a far-shifted row: its distance must not become the run's maximum.
+    tested = t[t["status"] == "ok"]
+    assert t.loc[days[6], "centroid_distance"] > tested["centroid_distance"].max()
+    result = run_drift(folder, folder, None, None, _cfg())
+    assert result.metrics["max_centroid_distance"] == pytest.approx(tested["centroid_distance"].max())
 
 
 def test_nan_and_short_vectors_are_rejected_and_counted(tmp_path):
