@@ -237,6 +237,7 @@ def build_training_pipeline(
         require_arize_credentials: bool = False,
         drift_window: str = "daily",
         false_alarm_rate: float = 0.01,
+        drift_resamples: int = 1000,
         projection: str = "umap",
     ) -> TrainingOutputs:
         """Per-run parameters; defaults are the local profile (CPU, Debian's Fashion-MNIST).
@@ -301,6 +302,7 @@ def build_training_pipeline(
                 baseline=prepare.outputs["prepared"],
                 window=drift_window,
                 false_alarm_rate=false_alarm_rate,
+                n_resamples=drift_resamples,
                 projection=projection,
                 seed=seed,
             ),
@@ -353,6 +355,7 @@ def build_monitoring_pipeline(
         baseline_environment: str = schema.TRAINING,
         drift_window: str = "daily",
         false_alarm_rate: float = 0.01,
+        drift_resamples: int = 1000,
         projection: str = "umap",
         seed: int = 0,
     ) -> MonitoringOutputs:
@@ -389,6 +392,7 @@ def build_monitoring_pipeline(
                 baseline_environment=baseline_environment,
                 window=drift_window,
                 false_alarm_rate=false_alarm_rate,
+                n_resamples=drift_resamples,
                 projection=projection,
                 seed=seed,
             ),

@@ -117,6 +117,7 @@ def drift(
     baseline_environment: str = "training",
     window: str = "daily",
     false_alarm_rate: float = 0.01,
+    n_resamples: int = 1000,
     projection: str = "umap",
     seed: int = 0,
 ) -> NamedTuple("Outputs", [("alert", bool)]):
