@@ -192,6 +192,23 @@ def _embed_shards(c, settings, dataset, model, splits, num_shards, batch_size):
     return dsl.Collected(embed.outputs["embeddings"])
 
 
+def _prepare_and_monitor(c, settings, embeddings, dataset, image_store, baseline, arize_args, drift_args):
+    """prepare -> arize and drift, shared by both pipelines; ``baseline`` None = the prepared rows."""
+    prepare = configure(
+        c["prepare"](embeddings=embeddings, dataset=dataset, image_store=image_store),
+        "prepare",
+        settings,
+    )
+    prepared = prepare.outputs["prepared"]
+    configure(c["arize"](prepared=prepared, **arize_args), "arize", settings)
+    drift = configure(
+        c["drift"](prepared=prepared, baseline=prepared if baseline is None else baseline, **drift_args),
+        "drift",
+        settings,
+    )
+    return prepare, drift
+
+
 class TrainingOutputs(NamedTuple):
     report: HTML
     drift_table: Dataset
@@ -282,32 +299,21 @@ def build_training_pipeline(
             num_shards,
             embed_batch_size,
         )
-        prepare = configure(
-            c["prepare"](embeddings=embeddings, dataset=data.outputs["dataset"], image_store=image_store),
-            "prepare",
+        prepare, drift = _prepare_and_monitor(
+            c,
             settings,
-        )
-        configure(
-            c["arize"](
-                prepared=prepare.outputs["prepared"],
-                model_name=arize_model_name,
-                require_credentials=require_arize_credentials,
-            ),
-            "arize",
-            settings,
-        )
-        drift = configure(
-            c["drift"](
-                prepared=prepare.outputs["prepared"],
-                baseline=prepare.outputs["prepared"],
+            embeddings,
+            data.outputs["dataset"],
+            image_store,
+            baseline=None,
+            arize_args=dict(model_name=arize_model_name, require_credentials=require_arize_credentials),
+            drift_args=dict(
                 window=drift_window,
                 false_alarm_rate=false_alarm_rate,
                 n_resamples=drift_resamples,
                 projection=projection,
                 seed=seed,
             ),
-            "drift",
-            settings,
         )
         return TrainingOutputs(
             report=drift.outputs["report"],
@@ -370,25 +376,19 @@ def build_monitoring_pipeline(
         embeddings = _embed_shards(
             c, settings, batch.output, model.output, schema.PRODUCTION, num_shards, embed_batch_size
         )
-        prepare = configure(
-            c["prepare"](embeddings=embeddings, dataset=batch.output, image_store=image_store),
-            "prepare",
+        prepare, drift = _prepare_and_monitor(
+            c,
             settings,
-        )
-        configure(
-            c["arize"](
-                prepared=prepare.outputs["prepared"],
+            embeddings,
+            batch.output,
+            image_store,
+            baseline=baseline.output,
+            arize_args=dict(
                 model_name=arize_model_name,
                 model_version=model_version,
                 require_credentials=require_arize_credentials,
             ),
-            "arize",
-            settings,
-        )
-        drift = configure(
-            c["drift"](
-                prepared=prepare.outputs["prepared"],
-                baseline=baseline.output,
+            drift_args=dict(
                 baseline_environment=baseline_environment,
                 window=drift_window,
                 false_alarm_rate=false_alarm_rate,
@@ -396,8 +396,6 @@ def build_monitoring_pipeline(
                 projection=projection,
                 seed=seed,
             ),
-            "drift",
-            settings,
         )
         gate = configure(c["alert_gate"](alert=drift.outputs["alert"]), "helper", settings)
         with dsl.If(gate.output == True, name="embedding-drift"):  # noqa: E712 - a KFP condition, not Python
