@@ -37,14 +37,18 @@ class ImageSet:
         return f"{self.registry}/{IMAGE_PREFIX}{stage}:{self.tag}"
 
 
-def build_component(func: Callable, stage: str, images: ImageSet | None = None):
+def build_component(func: Callable, stage: str, images: ImageSet | None = None, doc: str | None = None):
     """Turn a stage's component body into a KFP lightweight component.
 
     The body must import its stage function inside itself (the image has the
     ``components`` package installed), so there is nothing to pip-install at run
-    time: ``install_kfp_package=False`` and no ``packages_to_install``.
+    time: ``install_kfp_package=False`` and no ``packages_to_install``. ``doc``
+    (``config.component_doc``) becomes the docstring KFP reads for the inputs' help.
     """
     from kfp import dsl
+
+    if doc is not None:
+        func.__doc__ = doc
 
     return dsl.component(
         func,

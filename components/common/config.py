@@ -1,0 +1,165 @@
+"""One typed Config per stage is the single source of its parameters.
+
+A stage's Config is a dataclass whose fields are declared with :func:`param` (a default and a help
+text). Everything else is derived from it:
+
+- the stage's command line (:func:`add_config_arguments`, :func:`config_from_args`), as transformers'
+  ``HfArgumentParser`` does;
+- the KFP component's docstring, whose ``Args:`` section the KFP UI shows for every input
+  (:func:`component_doc`, applied by ``images.build_component``);
+- the component body's Config (:func:`config_from`, called on the body's ``locals()``);
+- the pipelines' parameter defaults (``DriftConfig().false_alarm_rate`` and so on).
+
+The component function itself keeps a literal signature, because KFP ships its source text into the
+stage's image and calls it there; ``tests/test_stage_configs.py`` checks that every component, its
+command line and its Config agree (names, types, defaults), so a parameter cannot drift between them.
+
+A field with ``component=False`` is a setting of the command line only (threads, device, ...): the
+pipelines never pass it and the component does not take it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+HELP = "help"
+COMPONENT = "component"
+CHOICES = "choices"
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    help: str = "",  # noqa: A002 - the name argparse and HfArgumentParser use
+    *,
+    component: bool = True,
+    choices: tuple | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A Config field with its help text; ``component=False``: a command-line-only setting."""
+    if not help:
+        raise ValueError("param(): every stage parameter needs a help text")
+    metadata = {HELP: help, COMPONENT: component, CHOICES: choices}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _fields(config_cls: type) -> tuple[dataclasses.Field, ...]:
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"{config_cls!r} is not a dataclass")
+    return dataclasses.fields(config_cls)
+
+
+def field_types(config_cls: type) -> dict[str, type]:
+    """Each field's real type (``int | None`` -> int), with string annotations resolved."""
+    hints = typing.get_type_hints(config_cls)
+    out = {}
+    for f in _fields(config_cls):
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            kind = args[0]
+        out[f.name] = kind
+    return out
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def help_of(f: dataclasses.Field) -> str:
+    return f.metadata.get(HELP, "")
+
+
+def component_fields(config_cls: type) -> tuple[dataclasses.Field, ...]:
+    """The fields a KFP component takes (all but ``component=False``)."""
+    return tuple(f for f in _fields(config_cls) if f.metadata.get(COMPONENT, True))
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One option per Config field: ``--false-alarm-rate``, typed, with its default and help."""
+    kinds = field_types(config_cls)
+    for f in _fields(config_cls):
+        default = default_of(f)
+        text = help_of(f)
+        kind = kinds[f.name]
+        if kind is bool:
+            parser.add_argument(
+                flag(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=f"{text} (default: {default})",
+            )
+            continue
+        parser.add_argument(
+            flag(f.name),
+            dest=f.name,
+            type=kind if kind in (int, float, str) else str,
+            default=default,
+            required=default is dataclasses.MISSING,
+            choices=f.metadata.get(CHOICES),
+            help=f"{text} (default: {default!r})" if default is not dataclasses.MISSING else text,
+        )
+
+
+def config_from(config_cls: type, values: Mapping[str, Any]) -> Any:
+    """The Config built from the entries of ``values`` that are its fields (a component's ``locals()``,
+    an argparse namespace's ``vars()``); other entries (artifacts, output paths) are ignored."""
+    names = {f.name for f in _fields(config_cls)}
+    return config_cls(**{k: v for k, v in values.items() if k in names})
+
+
+def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
+    return config_from(config_cls, vars(args))
+
+
+def component_doc(summary: str, config_cls: type, artifacts: Mapping[str, str]) -> str:
+    """A Google-style docstring: ``summary``, then ``Args:`` for the artifacts and every Config field.
+
+    KFP parses it (``docstring_parser``) into each input's description, which the KFP UI shows.
+    """
+    lines = [summary.strip(), "", "Args:"]
+    for name, text in artifacts.items():
+        lines.append(f"    {name}: {text}")
+    for f in component_fields(config_cls):
+        lines.append(f"    {f.name}: {help_of(f)}")
+    return "\n".join(lines) + "\n"
+
+
+def signature_mismatches(func: Callable, config_cls: type, artifacts: tuple[str, ...]) -> list[str]:
+    """Where a component's literal signature and its Config disagree (empty when they agree)."""
+    sig = inspect.signature(func)
+    hints = typing.get_type_hints(func)
+    kinds = field_types(config_cls)
+    params = {n: p for n, p in sig.parameters.items() if n not in artifacts}
+    wanted = {f.name: f for f in component_fields(config_cls)}
+    problems = []
+    for name in sorted(set(wanted) - set(params)):
+        problems.append(f"{func.__name__}: Config field {name!r} is not a component parameter")
+    for name in sorted(set(params) - set(wanted)):
+        problems.append(f"{func.__name__}: parameter {name!r} is not a field of {config_cls.__name__}")
+    for name in sorted(set(wanted) & set(params)):
+        default = default_of(wanted[name])
+        got = params[name].default
+        if got is inspect.Parameter.empty:
+            got = dataclasses.MISSING
+        if got != default or type(got) is not type(default):
+            problems.append(f"{func.__name__}.{name}: default {got!r} != Config's {default!r}")
+        if hints.get(name) is not kinds[name]:
+            problems.append(f"{func.__name__}.{name}: type {hints.get(name)} != Config's {kinds[name]}")
+    return problems
