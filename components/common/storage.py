@@ -31,8 +31,10 @@ from urllib.parse import quote, unquote, urlsplit
 REMOTE_SCHEMES = ("gs://", "s3://", "minio://")
 LINK_STYLES = ("url", "uri")
 GCS_PUBLIC_BASE = "https://storage.googleapis.com"
-# KFP standalone keeps the historical service name for its object store (SeaweedFS since 2.15).
-DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+# KFP standalone's object store: SeaweedFS behind the S3 API, Service `seaweedfs` (port 9000 maps to
+# 8333). The `minio-service` Service is gone since 2.16; the launcher's own default is this one too
+# (backend/src/v2/objectstore/config.go, DefaultEndpointInMultiUserMode, at KFP 2.17.0).
+DEFAULT_MINIO_ENDPOINT = "http://seaweedfs.kubeflow:9000"
 
 # Environment variables read by StorageConfig.from_env() at call time (never at import).
 ENV_GCS_ENDPOINT = "STORAGE_EMULATOR_HOST"  # the name google-cloud-storage itself honours

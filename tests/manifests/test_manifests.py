@@ -63,7 +63,7 @@ def test_launcher_config_points_at_the_kfp_object_store(built_project):
     assert config["data"]["defaultPipelineRoot"] == "minio://mlpipeline/v2/artifacts"
     providers = yaml.safe_load(config["data"]["providers"])
     default = providers["minio"]["default"]
-    assert default["endpoint"] == "minio-service.kubeflow:9000"
+    assert default["endpoint"] == "seaweedfs.kubeflow:9000"
     assert default["credentials"]["secretRef"]["secretName"] == "mlpipeline-minio-artifact"
 
 

@@ -131,7 +131,7 @@ def test_local_missing_file():
         ("gs://b/k/x.png", StorageConfig(), "https://storage.googleapis.com/b/k/x.png"),
         ("s3://b/k/x.png", StorageConfig(), "https://b.s3.amazonaws.com/k/x.png"),
         ("s3://b/k.png", StorageConfig(s3_endpoint="http://seaweed:8333/"), "http://seaweed:8333/b/k.png"),
-        ("minio://mlpipeline/k.png", StorageConfig(), "http://minio-service.kubeflow:9000/mlpipeline/k.png"),
+        ("minio://mlpipeline/k.png", StorageConfig(), "http://seaweedfs.kubeflow:9000/mlpipeline/k.png"),
         ("gs://b/k.png", StorageConfig(links="uri"), "gs://b/k.png"),
     ],
 )
