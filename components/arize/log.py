@@ -1,19 +1,23 @@
 """Log the prepared tables to Arize with the ``arize`` 8.x SDK, in chunks, with a ledger.
 
-Order of work:
+:func:`log_prepared` runs these steps:
 
-1. read ``manifest.json`` and each ``<environment>.parquet`` of the prepared folder;
-2. validate every chunk with the SDK's own validation (the checks ``ml.log`` runs:
-   required, parameters, types, values) and stop with every error, by environment, chunk,
-   column and reason, before anything is sent;
-3. without credentials (``ARIZE_API_KEY``, ``ARIZE_SPACE_ID`` unset): write a summary saying
-   nothing was sent and why, and return (or raise when credentials are required);
-4. otherwise send chunk after chunk with ``ArizeClient(...).ml.log(...)``, retrying timeouts,
-   connection errors, 429 and 5xx with exponential backoff, and record each chunk sent in a
-   ledger; a rerun skips the chunks the ledger holds, so it sends only the rest.
+1. :func:`read_prepared`: ``manifest.json`` and each ``<environment>.parquet`` of the prepared
+   folder (a :class:`PreparedSource`);
+2. :func:`validate_all`: every chunk through the SDK's own validation (the checks ``ml.log`` runs:
+   required, parameters, types, values); any error stops the stage, listing every error by
+   environment, chunk, column and reason, before anything is sent;
+3. without credentials (``ARIZE_API_KEY``, ``ARIZE_SPACE_ID`` unset): a summary saying nothing was
+   sent and why (or an error when credentials are required);
+4. :func:`send_all`: chunk after chunk, each through :func:`send_chunk` (``client.ml.log``,
+   retrying timeouts, connection errors, 429 and 5xx with exponential backoff), each chunk sent
+   recorded in the :class:`Ledger`; a rerun skips the chunks the ledger holds, so it sends only the
+   rest.
 
-Credentials are read from the environment when :func:`log_prepared` runs, never at import,
-never printed, never written to an output.  See ``components/arize/README.md``.
+The client is a parameter: :func:`arize_client` builds the SDK's ``ArizeClient`` from the
+credentials and the endpoint settings when none is given. Credentials are read from the
+environment when :func:`log_prepared` runs, never at import, never printed, never written to an
+output. See ``components/arize/README.md``.
 """
 
 from __future__ import annotations
@@ -26,19 +30,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
-from components.common import schema, storage
+from components.arize.config import ArizeConfig
+from components.common import files, schema, storage
 from components.common.schema import PreparedColumns as P
 
-DEFAULT_MODEL_NAME = "fashion-mnist-classifier"
-DEFAULT_CHUNK_ROWS = 2000  # 2048-value float32 vectors: about 17 MB of Arrow per request
 EMBEDDING_FEATURE = "image_embedding"
 ENV_API_KEY = "ARIZE_API_KEY"
 ENV_SPACE_ID = "ARIZE_SPACE_ID"
 LEDGER_SUFFIX = ".ledger.json"
-MANIFEST_FILE = "manifest.json"
 # Columns sent to Arize (degradation, probabilities and image_id stay home: evaluation only).
 SENT_COLUMNS: tuple[str, ...] = (
     P.PREDICTION_ID,
@@ -66,6 +69,8 @@ class ArizeSendError(RuntimeError):
 
 @dataclass(frozen=True)
 class Credentials:
+    """The Arize API key and space ID; never shown by ``repr``."""
+
     api_key: str
     space_id: str
 
@@ -73,6 +78,7 @@ class Credentials:
         return "Credentials(api_key=***, space_id=***)"
 
     def scrub(self, text: str) -> str:
+        """``text`` with both values replaced by ``***``."""
         for secret in (self.api_key, self.space_id):
             if secret:
                 text = text.replace(secret, "***")
@@ -107,6 +113,7 @@ def arize_schema():
 
 
 def sdk_environment(env: str):
+    """The SDK's ``Environments`` member of a prepared environment name."""
     from arize.ml.types import Environments
 
     return {
@@ -153,6 +160,8 @@ def validate_frame(df, env: str, model_name: str, model_version: str) -> list[st
 
 @dataclass
 class Chunk:
+    """One chunk of an environment table: its position, rows and first and last prediction IDs."""
+
     environment: str
     index: int
     rows: int
@@ -198,6 +207,7 @@ class Ledger:
         return key in self.sent
 
     def record(self, key: str, chunk: Chunk) -> None:
+        """Add a chunk the server accepted and rewrite the ledger."""
         self.sent[key] = {
             "environment": chunk.environment,
             "chunk": chunk.index,
@@ -213,6 +223,8 @@ class Ledger:
 
 @dataclass
 class EnvReport:
+    """The counts of one environment: rows and chunks, sent, already sent, retries, time."""
+
     environment: str
     rows: int = 0
     chunks: int = 0
@@ -227,6 +239,8 @@ class EnvReport:
 
 @dataclass
 class LogResult:
+    """What a run did: sent or not (and why), per environment; rendered by :meth:`markdown`."""
+
     model_name: str
     model_version: str
     sent: bool
@@ -236,6 +250,7 @@ class LogResult:
     validation_errors: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
+        """The Markdown summary the KFP UI shows."""
         title = "# Arize log: " + ("sent" if self.sent else "NOTHING SENT")
         lines = [
             title,
@@ -261,6 +276,68 @@ class LogResult:
         return "\n".join(lines).rstrip() + "\n"
 
 
+def log_prepared(
+    prepared_dir: str | Path,
+    summary_path: str | Path,
+    config: ArizeConfig | None = None,
+    *,
+    client: Any = None,
+    progress: bool = True,
+) -> LogResult:
+    """Validate the prepared tables with the SDK and send them to Arize in chunks.
+
+    Args:
+        prepared_dir: the prepare stage's output folder.
+        summary_path: the Markdown summary to write.
+        config: model name and version in Arize, chunk size, ledger, retries, endpoint
+            (:class:`ArizeConfig`); None = the defaults.
+        client: what sends a chunk (its ``ml.log``, as the SDK's ``ArizeClient`` has); None =
+            :func:`arize_client` for the credentials and ``config``'s endpoint.
+        progress: show a progress bar.
+    """
+    config = config or ArizeConfig()
+    source = read_prepared(prepared_dir, config.model_version)
+    summary = Path(summary_path)
+    ledger_uri = config.ledger_uri or str(summary.with_name(summary.name + LEDGER_SUFFIX))
+    reports = validate_all(source, config)
+    creds = credentials_from_env()
+    if creds is None:
+        return _validated_only(source, reports, config, summary, ledger_uri)
+    if client is None:
+        client = arize_client(creds, config)
+    return send_all(client, creds, source, reports, config, summary, Ledger(ledger_uri), progress)
+
+
+# ---------------------------------------------------------------- 1. read
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """A prepared folder to log: its environment tables and the model version the rows are logged as."""
+
+    folder: Path
+    model_version: str
+    environments: list[str]  # those with a table, in schema.SPLITS order
+
+
+def read_prepared(prepared_dir: str | Path, model_version: str = "") -> PreparedSource:
+    """Read the manifest and check each environment table (sent columns present, rows).
+
+    ``model_version`` ``""`` = the manifest's.
+    """
+    folder = Path(prepared_dir)
+    manifest_path = folder / files.MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"{manifest_path}: not found; expected the output folder of the prepare stage"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    model_version = model_version or str(manifest.get("model_version") or "")
+    if not model_version:
+        raise ValueError(f"model_version is empty and {manifest_path} holds none; give model_version")
+    return PreparedSource(folder, model_version, _present_environments(folder))
+
+
 def _present_environments(prepared_dir: Path) -> list[str]:
     envs = [env for env in schema.SPLITS if (prepared_dir / schema.prepared_file(env)).is_file()]
     if not envs:
@@ -276,6 +353,89 @@ def _present_environments(prepared_dir: Path) -> list[str]:
     return envs
 
 
+# ---------------------------------------------------------------- 2. validate all
+
+
+def validate_all(source: PreparedSource, config: ArizeConfig) -> dict[str, EnvReport]:
+    """Every chunk through the SDK's validation; the rows and chunks per environment.
+
+    Raises :class:`ArizeValidationError` with every error (the first 20 shown) when any chunk fails:
+    nothing may be sent then.
+    """
+    reports = {env: EnvReport(env) for env in source.environments}
+    errors: list[str] = []
+    for env in source.environments:
+        for chunk, df in iter_chunks(source.folder, env, config.chunk_rows):
+            reports[env].rows += chunk.rows
+            reports[env].chunks += 1
+            for message in validate_frame(df, env, config.arize_model_name, source.model_version):
+                first = chunk.index * config.chunk_rows
+                errors.append(f"{env} chunk {chunk.index} (rows {first}-{first + chunk.rows - 1}): {message}")
+    if errors:
+        shown = "\n  ".join(errors[:20]) + (
+            f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        )
+        raise ArizeValidationError(
+            f"{source.folder}: the Arize SDK's validation failed, nothing was sent:\n  {shown}"
+        )
+    return reports
+
+
+# ---------------------------------------------------------------- 3. no credentials
+
+
+def _validated_only(
+    source: PreparedSource, reports: dict[str, EnvReport], config: ArizeConfig, summary: Path, ledger_uri: str
+) -> LogResult:
+    missing = [name for name in (ENV_API_KEY, ENV_SPACE_ID) if not os.environ.get(name, "").strip()]
+    reason = f"{' and '.join(missing)} not set in the environment"
+    if config.require_arize_credentials:
+        raise CredentialsError(
+            f"{reason}; require_arize_credentials is set. Give the Arize credentials through a Kubernetes "
+            f"Secret (use_secret_as_env) or set require_arize_credentials=False to validate only"
+        )
+    result = LogResult(
+        config.arize_model_name,
+        source.model_version,
+        False,
+        reason + " (the tables were validated only)",
+        reports,
+        ledger_uri,
+    )
+    _write_summary(summary, result)
+    print(f"arize: nothing sent ({reason}); {sum(r.rows for r in reports.values())} rows validated")
+    return result
+
+
+# ---------------------------------------------------------------- 4. send
+
+
+def arize_client(credentials: Credentials, config: ArizeConfig | None = None):
+    """The SDK's ``ArizeClient`` for ``credentials``, at ``config``'s endpoint ('' and 0 = the SDK's)."""
+    from arize import ArizeClient
+
+    config = config or ArizeConfig()
+    endpoint = {
+        k: v
+        for k, v in (
+            ("api_host", config.api_host),
+            ("api_scheme", config.api_scheme),
+            ("api_port", config.api_port),
+        )
+        if v
+    }
+    return ArizeClient(api_key=credentials.api_key, **endpoint)
+
+
+class ChunkNotSent(Exception):
+    """A chunk could not be sent: an error that is not retried, or the last of ``attempts`` tries."""
+
+    def __init__(self, attempts: int, error: Exception):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.attempts = attempts
+        self.error = error
+
+
 def _is_retryable(exc: Exception) -> bool:
     import requests
     from arize.exceptions.http import APIError
@@ -285,161 +445,109 @@ def _is_retryable(exc: Exception) -> bool:
     return isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError)
 
 
-def log_prepared(
-    prepared_dir: str | Path,
-    summary_path: str | Path,
-    model_name: str = DEFAULT_MODEL_NAME,
-    model_version: str = "",
-    require_credentials: bool = False,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    ledger_uri: str = "",
-    max_attempts: int = 5,
-    backoff_s: float = 2.0,
-    timeout_s: float = 120.0,
-    api_host: str | None = None,
-    api_scheme: str | None = None,
-    api_port: int | None = None,
-    progress: bool = True,
-) -> LogResult:
-    """Validate the prepared tables with the SDK and send them to Arize in chunks.
+def send_chunk(
+    client: Any,
+    df,
+    env: str,
+    *,
+    space_id: str,
+    model_version: str,
+    config: ArizeConfig,
+    report: EnvReport,
+) -> None:
+    """Log one chunk with ``client.ml.log``, retrying timeouts, connection errors, 429 and 5xx.
 
-    Args:
-        prepared_dir: the prepare stage's output folder.
-        summary_path: the Markdown summary to write.
-        model_name, model_version: the model in Arize (``""`` version = the prepared manifest's).
-        require_credentials: missing ``ARIZE_API_KEY``/``ARIZE_SPACE_ID`` is an error instead of a
-            summary that says nothing was sent.
-        chunk_rows: rows per request.
-        ledger_uri: the ledger of sent chunks (local path, ``gs://`` or ``s3://``);
-            ``""`` = ``<summary_path>.ledger.json``.
-        max_attempts, backoff_s: tries per chunk on timeouts, connection errors, 429 and 5xx; the
-            wait doubles after each failure, starting at ``backoff_s``.
-        timeout_s: HTTP timeout of one request.
-        api_host, api_scheme, api_port: Arize endpoint; None = the SDK's (``ARIZE_API_HOST`` etc.).
+    Up to ``config.max_attempts`` tries, waiting ``backoff_s * 2^(try-1)`` (plus up to 10 % jitter)
+    between them; ``report.retries`` counts the retries. ``AuthenticationError`` (401, 403) is raised
+    at once; any other failure as :class:`ChunkNotSent`.
     """
-    from tqdm.auto import tqdm
-
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows={chunk_rows}: expected a positive number of rows")
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts={max_attempts}: expected at least 1")
-    if not model_name.strip():
-        raise ValueError("model_name is empty: give the model's name in Arize")
-    prepared = Path(prepared_dir)
-    manifest_path = prepared / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise FileNotFoundError(
-            f"{manifest_path}: not found; expected the output folder of the prepare stage"
-        )
-    manifest = json.loads(manifest_path.read_text())
-    model_version = model_version or str(manifest.get("model_version") or "")
-    if not model_version:
-        raise ValueError(f"model_version is empty and {manifest_path} holds none; give model_version")
-    envs = _present_environments(prepared)
-    summary = Path(summary_path)
-    ledger_uri = ledger_uri or str(summary.with_name(summary.name + LEDGER_SUFFIX))
-
-    # 1. validate everything before sending anything
-    reports = {env: EnvReport(env) for env in envs}
-    errors: list[str] = []
-    for env in envs:
-        for chunk, df in iter_chunks(prepared, env, chunk_rows):
-            reports[env].rows += chunk.rows
-            reports[env].chunks += 1
-            for message in validate_frame(df, env, model_name, model_version):
-                first = chunk.index * chunk_rows
-                errors.append(f"{env} chunk {chunk.index} (rows {first}-{first + chunk.rows - 1}): {message}")
-    if errors:
-        shown = "\n  ".join(errors[:20]) + (
-            f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        )
-        raise ArizeValidationError(
-            f"{prepared}: the Arize SDK's validation failed, nothing was sent:\n  {shown}"
-        )
-
-    creds = credentials_from_env()
-    if creds is None:
-        missing = [name for name in (ENV_API_KEY, ENV_SPACE_ID) if not os.environ.get(name, "").strip()]
-        reason = f"{' and '.join(missing)} not set in the environment"
-        if require_credentials:
-            raise CredentialsError(
-                f"{reason}; require_credentials is set. Give the Arize credentials through a Kubernetes "
-                f"Secret (use_secret_as_env) or set require_credentials=False to validate only"
-            )
-        result = LogResult(
-            model_name,
-            model_version,
-            False,
-            reason + " (the tables were validated only)",
-            reports,
-            ledger_uri,
-        )
-        _write_summary(summary, result)
-        print(f"arize: nothing sent ({reason}); {sum(r.rows for r in reports.values())} rows validated")
-        return result
-
-    # 2. send, chunk by chunk, skipping what the ledger says was sent
-    from arize import ArizeClient
     from arize.exceptions.auth import AuthenticationError
     from arize.ml.types import ModelTypes
 
-    endpoint = {
-        k: v for k, v in (("api_host", api_host), ("api_scheme", api_scheme), ("api_port", api_port)) if v
-    }
-    client = ArizeClient(api_key=creds.api_key, **endpoint)
-    ledger = Ledger(ledger_uri)
-    sch = arize_schema()
+    for attempt in range(1, config.max_attempts + 1):
+        try:
+            client.ml.log(
+                space_id=space_id,
+                model_name=config.arize_model_name,
+                model_type=ModelTypes.SCORE_CATEGORICAL,
+                dataframe=df,
+                schema=arize_schema(),
+                environment=sdk_environment(env),
+                model_version=model_version,
+                batch_id=batch_id_for(env, model_version),
+                validate=True,
+                timeout=config.timeout_s,
+            )
+            return
+        except AuthenticationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified right below
+            if not _is_retryable(exc) or attempt == config.max_attempts:
+                raise ChunkNotSent(attempt, exc) from exc
+            report.retries += 1
+            time.sleep(config.backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random()))
+
+
+def send_all(
+    client: Any,
+    creds: Credentials,
+    source: PreparedSource,
+    reports: dict[str, EnvReport],
+    config: ArizeConfig,
+    summary: Path,
+    ledger: Ledger,
+    progress: bool = True,
+) -> LogResult:
+    """Send every chunk the ledger does not hold, recording each one sent; write the summary.
+
+    When a chunk cannot be sent, the summary says ``STOPPED PART-WAY`` and the error
+    (:class:`CredentialsError` or :class:`ArizeSendError`) says what was sent and what was not.
+    """
+    from arize.exceptions.auth import AuthenticationError
+    from tqdm.auto import tqdm
+
+    model_name, model_version = config.arize_model_name, source.model_version
     total = sum(r.rows for r in reports.values())
-    bar = tqdm(total=total, desc="arize", unit="row", disable=not progress)
-    for env in envs:
-        report = reports[env]
-        for chunk, df in iter_chunks(prepared, env, chunk_rows):
-            key = chunk.key(model_name, model_version)
-            if key in ledger:
-                report.chunks_skipped += 1
-                report.rows_skipped += chunk.rows
-                bar.update(chunk.rows)
-                continue
-            start = time.monotonic()
-            for attempt in range(1, max_attempts + 1):
+    with tqdm(total=total, desc="arize", unit="row", disable=not progress) as bar:
+        for env in source.environments:
+            report = reports[env]
+            for chunk, df in iter_chunks(source.folder, env, config.chunk_rows):
+                key = chunk.key(model_name, model_version)
+                if key in ledger:
+                    report.chunks_skipped += 1
+                    report.rows_skipped += chunk.rows
+                    bar.update(chunk.rows)
+                    continue
+                start = time.monotonic()
                 try:
-                    client.ml.log(
+                    send_chunk(
+                        client,
+                        df,
+                        env,
                         space_id=creds.space_id,
-                        model_name=model_name,
-                        model_type=ModelTypes.SCORE_CATEGORICAL,
-                        dataframe=df,
-                        schema=sch,
-                        environment=sdk_environment(env),
                         model_version=model_version,
-                        batch_id=batch_id_for(env, model_version),
-                        validate=True,
-                        timeout=timeout_s,
+                        config=config,
+                        report=report,
                     )
-                    break
                 except AuthenticationError as exc:
-                    _write_partial(summary, model_name, model_version, reports, ledger_uri, env, chunk)
+                    _write_partial(summary, model_name, model_version, reports, ledger.uri, env, chunk)
                     raise CredentialsError(
                         f"Arize refused the credentials (HTTP {exc.status_code}) when sending {env} chunk "
                         f"{chunk.index}: check that {ENV_API_KEY} is a valid key for the space in "
                         f"{ENV_SPACE_ID} (values not shown). {_progress_text(reports, env, chunk)}"
                     ) from None
-                except Exception as exc:  # noqa: BLE001 - classified right below
-                    if not _is_retryable(exc) or attempt == max_attempts:
-                        _write_partial(summary, model_name, model_version, reports, ledger_uri, env, chunk)
-                        raise ArizeSendError(
-                            f"sending {env} chunk {chunk.index} failed after {attempt} attempt(s): "
-                            f"{creds.scrub(f'{type(exc).__name__}: {exc}')[:500]}. "
-                            f"{_progress_text(reports, env, chunk)}"
-                        ) from None
-                    report.retries += 1
-                    time.sleep(backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random()))
-            report.seconds += time.monotonic() - start
-            report.rows_sent += chunk.rows
-            report.chunks_sent += 1
-            ledger.record(key, chunk)
-            bar.update(chunk.rows)
-    bar.close()
-    result = LogResult(model_name, model_version, True, "", reports, ledger_uri)
+                except ChunkNotSent as exc:
+                    _write_partial(summary, model_name, model_version, reports, ledger.uri, env, chunk)
+                    raise ArizeSendError(
+                        f"sending {env} chunk {chunk.index} failed after {exc.attempts} attempt(s): "
+                        f"{creds.scrub(str(exc))[:500]}. {_progress_text(reports, env, chunk)}"
+                    ) from None
+                report.seconds += time.monotonic() - start
+                report.rows_sent += chunk.rows
+                report.chunks_sent += 1
+                ledger.record(key, chunk)
+                bar.update(chunk.rows)
+    result = LogResult(model_name, model_version, True, "", reports, ledger.uri)
     _write_summary(summary, result)
     print(
         f"arize: model {model_name} {model_version}: "
@@ -465,15 +573,8 @@ def _write_partial(summary: Path, model_name, model_version, reports, ledger_uri
     result = LogResult(model_name, model_version, True, "", reports, ledger_uri)
     text = result.markdown().replace("# Arize log: sent", "# Arize log: STOPPED PART-WAY", 1)
     text += f"\n{_progress_text(reports, env, chunk)}\n"
-    _atomic_write(summary, text)
+    files.write_text_atomic(summary, text)
 
 
 def _write_summary(summary: Path, result: LogResult) -> None:
-    _atomic_write(summary, result.markdown())
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
+    files.write_text_atomic(summary, result.markdown())

@@ -2,7 +2,19 @@
 
 from kfp.dsl import Dataset, Input, Markdown, Output
 
+from components.common.config import component_doc
 from components.common.images import ImageSet, build_component
+from components.prepare.config import PrepareConfig
+
+CONFIG = PrepareConfig
+ARTIFACTS = ("embeddings", "dataset", "prepared", "summary")
+SUMMARY = "Build one Arize-ready Parquet table per environment from the embed outputs, images as PNG files."
+ARTIFACT_HELP = {
+    "embeddings": "the embed output folders (one per shard), gathered with dsl.Collected",
+    "dataset": "the data stage's DatasetDict folder, where the images are",
+    "prepared": "one Parquet table per environment, rejected rows, images, manifest.json",
+    "summary": "rows per environment, rows kept aside and why, the time shift",
+}
 
 
 def prepare(
@@ -13,22 +25,18 @@ def prepare(
     image_store: str = "",
     now: str = "",
 ):
-    """Build one Arize-ready Parquet table per environment from the embed outputs.
-
-    ``image_store``: where the PNG images go (``""`` = an ``images/`` folder inside
-    ``prepared``; ``gs://``/``s3://`` prefix = object storage). ``now``: ISO-8601 time the
-    newest production timestamp is shifted to (``""`` = current UTC time).
-    """
+    """The prepare stage's body; component() gives it the docstring built from PrepareConfig."""
     from pathlib import Path
 
+    from components.common.config import config_from
+    from components.prepare.config import PrepareConfig
     from components.prepare.prepare import prepare_records
 
     result = prepare_records(
-        embed_dirs=[e.path for e in embeddings],
-        dataset_dir=dataset.path,
-        output_dir=prepared.path,
-        image_store=image_store,
-        now=now,
+        [e.path for e in embeddings],
+        dataset.path,
+        prepared.path,
+        config_from(PrepareConfig, locals()),
         image_link_base=prepared.uri.rstrip("/") + "/images" if not image_store else "",
     )
     prepared.metadata["model_version"] = result.model_version
@@ -40,5 +48,5 @@ def prepare(
 
 
 def component(images: ImageSet | None = None):
-    """The prepare component, its image taken from ``images``."""
-    return build_component(prepare, "prepare", images)
+    """The prepare component, its image taken from ``images``, its docstring from :class:`PrepareConfig`."""
+    return build_component(prepare, "prepare", images, doc=component_doc(SUMMARY, CONFIG, ARTIFACT_HELP))

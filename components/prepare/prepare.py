@@ -1,14 +1,16 @@
 """Prepare monitoring records: embed output -> one Parquet table per Arize environment.
 
-Reads every embed output folder in chunks (``pyarrow`` record batches), so a table
-larger than memory goes through.  Two passes over the embed Parquet files:
+Reads every embed output folder in chunks (``pyarrow`` record batches), so a table larger than
+memory goes through. :func:`prepare_records` runs four named steps:
 
-1. a scan of the light columns (split, timestamp, model version, vector length) that
-   finds the newest production timestamp (the anchor of the time shift), the model
-   version and the vector length most rows have;
-2. the conversion, chunk by chunk: rows that cannot be used are kept aside in
-   ``rejected.parquet`` with a reason, the rest are written to ``<environment>.parquet``
-   and their images exported as PNG files.
+1. **scan** (:func:`scan_embeds`): a pass over the light columns (split, timestamp, model version,
+   vector length);
+2. **validate** (:func:`validate_scan`): one model version, the vector length most rows have, the
+   newest production timestamp (the anchor of the time shift): a :class:`Plan`;
+3. **export** (:func:`export_rows`): the conversion, chunk by chunk: rows that cannot be used are
+   kept aside in ``rejected.parquet`` with a reason, the rest go to ``<environment>.parquet`` (still
+   hidden temporary files) and their images are exported as PNG files;
+4. **write** (:func:`write_prepared`): the tables renamed into place, then ``manifest.json``.
 
 See ``components/prepare/README.md``.
 """
@@ -19,12 +21,11 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +33,34 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from components.common import schema, storage
+from components.common import files, schema, storage
 from components.common.schema import EmbedColumns as E
 from components.common.schema import PreparedColumns as P
+from components.prepare.config import PrepareConfig, parse_now
+
+__all__ = [
+    "EmbedInputs",
+    "EmbedScan",
+    "Exported",
+    "ImageIndex",
+    "ImageTarget",
+    "Plan",
+    "PrepareConfig",
+    "PrepareResult",
+    "PreparedTables",
+    "export_rows",
+    "open_embeds",
+    "parse_now",
+    "prediction_id",
+    "prepare_records",
+    "read_manifest",
+    "scan_embeds",
+    "validate_scan",
+    "write_prepared",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ROWS = 4096
-MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
 # Arize accepts embedding vectors of 2 to 20,000 values.
 MIN_VECTOR_LEN, MAX_VECTOR_LEN = 2, 20_000
@@ -78,6 +99,7 @@ class PrepareResult:
     sources: list[str] = field(default_factory=list)
 
     def manifest(self) -> dict:
+        """The content of ``manifest.json``."""
         return {
             "model_version": self.model_version,
             "rows": self.rows,
@@ -96,6 +118,7 @@ class PrepareResult:
         }
 
     def summary_markdown(self) -> str:
+        """The Markdown summary the KFP UI shows: rows per environment, rows kept aside, time shift."""
         lines = [
             "# Prepared monitoring records",
             "",
@@ -126,22 +149,65 @@ def prediction_id(model_version: str, image_id: str) -> str:
     return digest[:32]
 
 
-def parse_now(now: str | datetime | None) -> datetime:
-    """``now`` as an aware UTC datetime; ``""``/None = the current UTC time."""
-    if now is None or now == "":
-        return datetime.now(UTC)
-    if isinstance(now, datetime):
-        value = now
-    else:
-        try:
-            value = datetime.fromisoformat(now.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError(
-                f"now={now!r}: not an ISO-8601 time; expected e.g. '2026-11-28T12:00:00Z' or '' for now"
-            ) from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+def prepare_records(
+    embed_dirs: list[str | Path],
+    dataset_dir: str | Path,
+    output_dir: str | Path,
+    config: PrepareConfig | None = None,
+    *,
+    image_link_base: str = "",
+    progress: bool = True,
+) -> PrepareResult:
+    """Turn embed outputs into Arize-ready tables, one Parquet per environment.
+
+    Args:
+        embed_dirs: embed output folders (each holding ``schema.EMBED_FILE``), e.g. one per shard.
+        dataset_dir: the data stage's ``DatasetDict`` folder, where the images are.
+        output_dir: the prepared folder to write (created).
+        config: image store, ``now``, chunk size, image threads (:class:`PrepareConfig`);
+            None = the defaults.
+        image_link_base: only with ``config.image_store=""``: the link prefix of
+            ``<output_dir>/images`` (the artifact URI, e.g. ``gs://bucket/.../prepared``+``/images``);
+            ``""`` = the local path.
+        progress: show a progress bar.
+    """
+    config = config or PrepareConfig()
+    now = parse_now(config.now)
+    inputs = open_embeds(embed_dirs)
+    plan = validate_scan(scan_embeds(inputs, config.chunk_rows), inputs, now)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = ImageTarget.for_output(out, config.image_store, image_link_base)
+    images = ImageIndex(dataset_dir)
+    with PreparedTables(out) as tables:
+        exported = export_rows(inputs, plan, images, target, tables, config, progress)
+        return write_prepared(tables, exported, plan, inputs, target, config)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class EmbedInputs:
+    """The embed output folders and the Parquet file of each, its columns checked."""
+
+    folders: list[Path]
+    files: list[Path]
+
+    def names(self) -> str:
+        """The files, comma-separated, for messages."""
+        return ", ".join(map(str, self.files))
+
+
+def open_embeds(embed_dirs: list[str | Path]) -> EmbedInputs:
+    """Find each folder's embed file and check its columns; a clear error when one is missing or wrong."""
+    if not embed_dirs:
+        raise ValueError("embed_dirs is empty: expected at least one embed output folder")
+    folders = [Path(d) for d in embed_dirs]
+    found = [_embed_file(d) for d in folders]
+    for path in found:
+        _check_columns(path)
+    return EmbedInputs(folders, found)
 
 
 def _embed_file(folder: str | Path) -> Path:
@@ -182,21 +248,28 @@ def _check_columns(path: Path) -> pa.Schema:
     return arrow_schema
 
 
-@dataclass
-class _Scan:
-    anchor: datetime | None = None
-    anchor_environment: str = ""
-    model_versions: Counter = field(default_factory=Counter)
-    lengths: Counter = field(default_factory=Counter)
-    rows: int = 0
+# ---------------------------------------------------------------- 1. scan
 
 
-def _scan(files: list[Path], chunk_rows: int) -> _Scan:
-    scan = _Scan()
+@dataclass(frozen=True)
+class EmbedScan:
+    """What the first pass over the embed files found."""
+
+    rows: int
+    newest: dict[str, datetime]  # the newest parseable timestamp of each split
+    model_versions: Counter  # non-empty model version -> rows
+    lengths: Counter  # vector length (> 0) -> rows
+
+
+def scan_embeds(inputs: EmbedInputs, chunk_rows: int) -> EmbedScan:
+    """Read the light columns (split, timestamp, model version, vector length) chunk by chunk."""
+    rows = 0
     newest: dict[str, datetime] = {}
-    for path in files:
+    versions: Counter = Counter()
+    lengths: Counter = Counter()
+    for path in inputs.files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=list(_SCAN_COLUMNS)):
-            scan.rows += batch.num_rows
+            rows += batch.num_rows
             split = batch.column(E.SPLIT)
             ts = _parse_timestamps(batch.column(E.PREDICTION_TS), str(path))
             for env in schema.SPLITS:
@@ -204,19 +277,92 @@ def _scan(files: list[Path], chunk_rows: int) -> _Scan:
                 top = pc.max(pc.filter(ts, mask)).as_py()
                 if top is not None and (env not in newest or top > newest[env]):
                     newest[env] = top
-            scan.model_versions.update(v for v in batch.column(E.MODEL_VERSION).to_pylist() if v)
-            lengths = pc.list_value_length(batch.column(E.EMBEDDING)).to_numpy(zero_copy_only=False)
-            lengths = lengths[~np.isnan(lengths)] if lengths.dtype.kind == "f" else lengths
-            scan.lengths.update(int(n) for n in lengths if n > 0)
-    if schema.PRODUCTION in newest:
-        scan.anchor, scan.anchor_environment = newest[schema.PRODUCTION], schema.PRODUCTION
-    elif newest:
-        env = max(newest, key=newest.get)
-        scan.anchor, scan.anchor_environment = newest[env], env
-    return scan
+            versions.update(v for v in batch.column(E.MODEL_VERSION).to_pylist() if v)
+            n = pc.list_value_length(batch.column(E.EMBEDDING)).to_numpy(zero_copy_only=False)
+            n = n[~np.isnan(n)] if n.dtype.kind == "f" else n
+            lengths.update(int(k) for k in n if k > 0)
+    return EmbedScan(rows, newest, versions, lengths)
 
 
-class _ImageIndex:
+# ---------------------------------------------------------------- 2. validate
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the conversion needs, checked: the model version, the vector length, the time shift."""
+
+    model_version: str
+    vector_length: int
+    anchor: datetime  # the newest timestamp of anchor_environment, before the shift
+    anchor_environment: str
+    now: datetime  # where the anchor is shifted to
+    rows: int  # rows in the embed files
+
+    @property
+    def shift(self) -> timedelta:
+        """The one offset added to every timestamp."""
+        return self.now - self.anchor
+
+
+def validate_scan(scan: EmbedScan, inputs: EmbedInputs, now: datetime) -> Plan:
+    """Check what the scan found (rows, a timestamp, one model version, a vector length Arize accepts)."""
+    where = inputs.names()
+    if scan.rows == 0:
+        raise ValueError(f"{where}: no rows; expected embed rows of at least one split")
+    if schema.PRODUCTION in scan.newest:
+        anchor_environment = schema.PRODUCTION
+    elif scan.newest:
+        anchor_environment = max(scan.newest, key=scan.newest.get)
+    else:
+        raise ValueError(f"{where}: no row has a {E.PREDICTION_TS} that can be parsed")
+    if len(scan.model_versions) != 1:
+        found = ", ".join(repr(v) for v in scan.model_versions) or "none"
+        raise ValueError(
+            f"{where}: column {E.MODEL_VERSION} must hold one non-empty version "
+            f"(prediction IDs derive from it); found {found}"
+        )
+    if not scan.lengths:
+        raise ValueError(f"{where}: column {E.EMBEDDING} holds no vector")
+    vector_length = scan.lengths.most_common(1)[0][0]
+    if not MIN_VECTOR_LEN <= vector_length <= MAX_VECTOR_LEN:
+        raise ValueError(
+            f"{E.EMBEDDING}: vectors have {vector_length} values; Arize accepts {MIN_VECTOR_LEN} to {MAX_VECTOR_LEN}"
+        )
+    return Plan(
+        model_version=next(iter(scan.model_versions)),
+        vector_length=vector_length,
+        anchor=scan.newest[anchor_environment],
+        anchor_environment=anchor_environment,
+        now=now,
+        rows=scan.rows,
+    )
+
+
+# ---------------------------------------------------------------- 3. export
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    """Where the PNG files go and how rows link to them."""
+
+    store: str  # a folder or a gs:// / s3:// prefix
+    link_base: str  # "" = a link is what storage.write_bytes returns; else the prefix of the links
+
+    @classmethod
+    def for_output(cls, out: Path, image_store: str, image_link_base: str = "") -> ImageTarget:
+        """``image_store`` when given; else ``<out>/images``, linked under ``image_link_base`` or its path."""
+        if image_store:
+            return cls(image_store, "")
+        store = str(out / IMAGES_DIR)
+        return cls(store, image_link_base or store)
+
+    @property
+    def shown(self) -> str:
+        """Where the images are, as the manifest and the summary name it."""
+        return self.link_base or self.store
+
+
+class ImageIndex:
     """image_id -> image bytes, from the data stage's DatasetDict (memory-mapped, read on demand)."""
 
     def __init__(self, dataset_dir: str | Path):
@@ -280,7 +426,7 @@ def _row_reasons(
     ts: pa.Array,
     vector_length: int,
     seen: set[str],
-    images: _ImageIndex,
+    images: ImageIndex,
 ) -> list[str | None]:
     """One reason per row why it cannot be used, or None."""
     n = batch.num_rows
@@ -356,7 +502,7 @@ class _AtomicParquet:
 
     def __init__(self, path: Path, arrow_schema: pa.Schema):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.tmp = files.tmp_sibling(path)
         self.writer = pq.ParquetWriter(self.tmp, arrow_schema)
         self.rows = 0
 
@@ -372,6 +518,65 @@ class _AtomicParquet:
     def abort(self) -> None:
         self.writer.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class PreparedTables:
+    """The tables of one prepared folder, in hidden temporary files until :meth:`commit`.
+
+    Used as a context manager: an error inside the block removes every temporary file, so nothing
+    is written half.
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.environments: dict[str, _AtomicParquet] = {}
+        self.rejected = _AtomicParquet(out / schema.PREPARED_REJECTED_FILE, REJECTED_ARROW_SCHEMA)
+
+    def __enter__(self) -> PreparedTables:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def write(self, env: str, table: pa.Table) -> None:
+        """Append prepared rows to the table of ``env``."""
+        if env not in self.environments:
+            self.environments[env] = _AtomicParquet(
+                self.out / schema.prepared_file(env), schema.PREPARED_ARROW_SCHEMA
+            )
+        self.environments[env].write(table)
+
+    def reject(self, table: pa.Table) -> None:
+        """Append rows kept aside (``REJECTED_ARROW_SCHEMA``)."""
+        self.rejected.write(table)
+
+    def rows(self) -> dict[str, int]:
+        """Rows written per environment, in ``schema.SPLITS`` order."""
+        return {env: self.environments[env].rows for env in schema.SPLITS if env in self.environments}
+
+    def commit(self) -> None:
+        """Rename every table into place; remove an environment's table left by an earlier run."""
+        for w in self.environments.values():
+            w.commit()
+        self.rejected.commit()
+        for env in schema.SPLITS:  # a table left by an earlier run into the same folder is not ours
+            if env not in self.environments:
+                (self.out / schema.prepared_file(env)).unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Remove every temporary file."""
+        for w in [*self.environments.values(), self.rejected]:
+            w.abort()
+
+
+@dataclass
+class Exported:
+    """What the conversion saw: rows read per split, why rows were kept aside, embed failures."""
+
+    rows_read: Counter = field(default_factory=Counter)  # split -> rows in the embed files
+    reasons: Counter = field(default_factory=Counter)  # reason kind -> rows kept aside
+    embed_failures: int = 0  # rows of the embed failures files (kept aside too)
 
 
 def _read_failures(folders: list[Path]) -> list[dict]:
@@ -397,178 +602,66 @@ def _read_failures(folders: list[Path]) -> list[dict]:
     return rows
 
 
-def prepare_records(
-    embed_dirs: list[str | Path],
-    dataset_dir: str | Path,
-    output_dir: str | Path,
-    image_store: str = "",
-    now: str | datetime | None = "",
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    image_link_base: str = "",
-    image_workers: int = 8,
+def export_rows(
+    inputs: EmbedInputs,
+    plan: Plan,
+    images: ImageIndex,
+    target: ImageTarget,
+    tables: PreparedTables,
+    config: PrepareConfig,
     progress: bool = True,
-) -> PrepareResult:
-    """Turn embed outputs into Arize-ready tables, one Parquet per environment.
+) -> Exported:
+    """Convert the embed rows chunk by chunk into ``tables``, exporting each kept row's image.
 
-    Args:
-        embed_dirs: embed output folders (each holding ``schema.EMBED_FILE``), e.g. one per shard.
-        dataset_dir: the data stage's ``DatasetDict`` folder, where the images are.
-        output_dir: the prepared folder to write (created).
-        image_store: where PNG files go: ``""`` = ``<output_dir>/images``, a local folder, or a
-            ``gs://``/``s3://`` prefix (written through ``storage.write_bytes``).
-        now: ISO-8601 time the newest production timestamp is shifted to; ``""`` = current UTC time.
-        chunk_rows: rows read and written per chunk.
-        image_link_base: only with ``image_store=""``: the link prefix of ``<output_dir>/images``
-            (the artifact URI, e.g. ``gs://bucket/.../prepared``+``/images``); ``""`` = the local path.
+    Rows that cannot be used (and the embed stage's failures) go to the rejected table with a reason.
     """
     from tqdm.auto import tqdm
 
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows={chunk_rows}: expected a positive number of rows")
-    if not embed_dirs:
-        raise ValueError("embed_dirs is empty: expected at least one embed output folder")
-    now_dt = parse_now(now)
-    folders = [Path(d) for d in embed_dirs]
-    files = [_embed_file(d) for d in folders]
-    for path in files:
-        _check_columns(path)
-
-    scan = _scan(files, chunk_rows)
-    if scan.rows == 0:
-        raise ValueError(f"{', '.join(map(str, files))}: no rows; expected embed rows of at least one split")
-    if scan.anchor is None:
-        raise ValueError(f"{', '.join(map(str, files))}: no row has a {E.PREDICTION_TS} that can be parsed")
-    if len(scan.model_versions) != 1:
-        found = ", ".join(repr(v) for v in scan.model_versions) or "none"
-        raise ValueError(
-            f"{', '.join(map(str, files))}: column {E.MODEL_VERSION} must hold one non-empty version "
-            f"(prediction IDs derive from it); found {found}"
-        )
-    model_version = next(iter(scan.model_versions))
-    if not scan.lengths:
-        raise ValueError(f"{', '.join(map(str, files))}: column {E.EMBEDDING} holds no vector")
-    vector_length = scan.lengths.most_common(1)[0][0]
-    if not MIN_VECTOR_LEN <= vector_length <= MAX_VECTOR_LEN:
-        raise ValueError(
-            f"{E.EMBEDDING}: vectors have {vector_length} values; Arize accepts {MIN_VECTOR_LEN} to {MAX_VECTOR_LEN}"
-        )
-    shift = now_dt - scan.anchor
-    shift_scalar = pa.scalar(int(shift / timedelta(microseconds=1)), type=pa.duration("us"))
-
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if image_store:
-        store, link_base = image_store, ""
-    else:
-        store = str(out / IMAGES_DIR)
-        link_base = image_link_base or store
-    images = _ImageIndex(dataset_dir)
-    class_names = pa.array(schema.CLASS_NAMES)
-
-    writers: dict[str, _AtomicParquet] = {}
-    rejected = _AtomicParquet(out / schema.PREPARED_REJECTED_FILE, REJECTED_ARROW_SCHEMA)
-    reasons_count: Counter = Counter()
-    seen_rows: Counter = Counter()
+    failures = _read_failures(inputs.folders)
+    exported = Exported(embed_failures=len(failures))
+    tables.reject(pa.Table.from_pylist(failures, schema=REJECTED_ARROW_SCHEMA))
+    convert = _Converter(plan, images, target)
     seen_ids: set[str] = set()
-    failures = _read_failures(folders)
-    pool = ThreadPoolExecutor(max_workers=max(1, image_workers))
-    bar = tqdm(total=scan.rows, desc="prepare", unit="row", disable=not progress)
-    try:
-        rejected.write(pa.Table.from_pylist(failures, schema=REJECTED_ARROW_SCHEMA))
-        for path in files:
+    with (
+        ThreadPoolExecutor(max_workers=config.image_workers) as pool,
+        tqdm(total=plan.rows, desc="prepare", unit="row", disable=not progress) as bar,
+    ):
+        for path in inputs.files:
             offset = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=list(E.ALL)):
+            batches = pq.ParquetFile(path).iter_batches(batch_size=config.chunk_rows, columns=list(E.ALL))
+            for batch in batches:
                 ts = _parse_timestamps(batch.column(E.PREDICTION_TS), str(path))
-                reasons = _row_reasons(batch, ts, vector_length, seen_ids, images)
+                reasons = _row_reasons(batch, ts, plan.vector_length, seen_ids, images)
                 bad = [i for i, r in enumerate(reasons) if r is not None]
                 if bad:
-                    take = pa.array(bad, type=pa.int64())
-                    rejected.write(
-                        pa.table(
-                            {
-                                E.IMAGE_ID: batch.column(E.IMAGE_ID).take(take).cast(pa.string()),
-                                E.SPLIT: batch.column(E.SPLIT).take(take).cast(pa.string()),
-                                "source": pa.array([str(path)] * len(bad), pa.string()),
-                                "row": pa.array([offset + i for i in bad], pa.int64()),
-                                "reason": pa.array([reasons[i] for i in bad], pa.string()),
-                            },
-                            schema=REJECTED_ARROW_SCHEMA,
-                        )
-                    )
-                    reasons_count.update(_reason_kind(reasons[i]) for i in bad)
+                    tables.reject(_rejected_table(batch, bad, reasons, path, offset))
+                    exported.reasons.update(_reason_kind(reasons[i]) for i in bad)
                 good = pa.array([r is None for r in reasons])
                 for env in schema.SPLITS:
-                    seen_rows[env] += pc.sum(pc.equal(batch.column(E.SPLIT), env)).as_py() or 0
-                    mask = pc.and_(good, pc.fill_null(pc.equal(batch.column(E.SPLIT), env), False))
-                    if not pc.any(mask).as_py():
-                        continue
-                    rows = batch.filter(mask)
-                    table = _prepared_table(
-                        rows,
-                        ts.filter(mask),
-                        shift_scalar,
-                        model_version,
-                        class_names,
-                        env,
-                        images,
-                        store,
-                        link_base,
-                        pool,
-                    )
-                    if env not in writers:
-                        writers[env] = _AtomicParquet(
-                            out / schema.prepared_file(env), schema.PREPARED_ARROW_SCHEMA
-                        )
-                    writers[env].write(table)
+                    in_env = pc.fill_null(pc.equal(batch.column(E.SPLIT), env), False)
+                    exported.rows_read[env] += pc.sum(in_env).as_py() or 0
+                    mask = pc.and_(good, in_env)
+                    if pc.any(mask).as_py():
+                        tables.write(env, convert(batch.filter(mask), ts.filter(mask), env, pool))
                 offset += batch.num_rows
                 bar.update(batch.num_rows)
-        bar.close()
-        for env in schema.SPLITS:
-            if seen_rows[env] and env not in writers:
-                raise ValueError(
-                    f"environment {env}: all {seen_rows[env]} rows were rejected "
-                    f"({', '.join(f'{r}: {n}' for r, n in reasons_count.most_common())}); "
-                    f"see the reasons above, nothing usable is left to log"
-                )
-        for w in writers.values():
-            w.commit()
-        rejected.commit()
-        for env in schema.SPLITS:  # a table left by an earlier run into the same folder is not ours
-            if env not in writers:
-                (out / schema.prepared_file(env)).unlink(missing_ok=True)
-    except BaseException:
-        for w in [*writers.values(), rejected]:
-            w.abort()
-        raise
-    finally:
-        pool.shutdown(wait=True)
+    return exported
 
-    result = PrepareResult(
-        output_dir=str(out),
-        model_version=model_version,
-        rows={env: writers[env].rows for env in schema.SPLITS if env in writers},
-        rejected=rejected.rows,
-        rejected_reasons=dict(reasons_count),
-        embed_failures=len(failures),
-        time_shift_seconds=shift.total_seconds(),
-        anchor=scan.anchor.isoformat(),
-        anchor_environment=scan.anchor_environment,
-        now=now_dt.isoformat(),
-        vector_length=vector_length,
-        image_store=link_base or image_store,
-        chunk_rows=chunk_rows,
-        sources=[str(p) for p in files],
+
+def _rejected_table(
+    batch: pa.RecordBatch, bad: list[int], reasons: list[str | None], path: Path, offset: int
+) -> pa.Table:
+    take = pa.array(bad, type=pa.int64())
+    return pa.table(
+        {
+            E.IMAGE_ID: batch.column(E.IMAGE_ID).take(take).cast(pa.string()),
+            E.SPLIT: batch.column(E.SPLIT).take(take).cast(pa.string()),
+            "source": pa.array([str(path)] * len(bad), pa.string()),
+            "row": pa.array([offset + i for i in bad], pa.int64()),
+            "reason": pa.array([reasons[i] for i in bad], pa.string()),
+        },
+        schema=REJECTED_ARROW_SCHEMA,
     )
-    tmp = out / f".{MANIFEST_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(result.manifest(), indent=2) + "\n")
-    tmp.replace(out / MANIFEST_FILE)
-    print(
-        "prepare: "
-        + ", ".join(f"{env} {n}" for env, n in result.rows.items())
-        + f" rows, {result.rejected} rejected, shift {result.time_shift_seconds:.0f} s, "
-        f"model {model_version} -> {out}"
-    )
-    return result
 
 
 def _reason_kind(reason: str) -> str:
@@ -576,54 +669,107 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"'[^']*'|-?\d+(\.\d+)?", "…", reason)
 
 
-def _prepared_table(
-    rows: pa.RecordBatch,
-    ts: pa.Array,
-    shift: pa.Scalar,
-    model_version: str,
-    class_names: pa.Array,
-    env: str,
-    images: _ImageIndex,
-    store: str,
-    link_base: str,
-    pool: ThreadPoolExecutor,
-) -> pa.Table:
-    ids = rows.column(E.IMAGE_ID).to_pylist()
-    pngs = images.png_bytes(ids)
-    names = [f"{_safe_name(i)}.png" for i in ids]
-    targets = [storage.join(store, env, name) for name in names]
-    written = list(
-        pool.map(
-            lambda args: storage.write_bytes(args[0], args[1], "image/png"), zip(targets, pngs, strict=True)
+class _Converter:
+    """Kept embed rows of one environment -> prepared rows, their images written to the target."""
+
+    def __init__(self, plan: Plan, images: ImageIndex, target: ImageTarget):
+        self.plan = plan
+        self.images = images
+        self.target = target
+        self.shift = pa.scalar(int(plan.shift / timedelta(microseconds=1)), type=pa.duration("us"))
+        self.class_names = pa.array(schema.CLASS_NAMES)
+
+    def __call__(self, rows: pa.RecordBatch, ts: pa.Array, env: str, pool: ThreadPoolExecutor) -> pa.Table:
+        ids = rows.column(E.IMAGE_ID).to_pylist()
+        links = self._export_images(ids, env, pool)
+        model_version = self.plan.model_version
+        return pa.table(
+            {
+                P.PREDICTION_ID: pa.array([prediction_id(model_version, i) for i in ids], pa.string()),
+                P.PREDICTION_TS: pc.add(ts, self.shift).cast(schema.TIMESTAMP_TYPE),
+                P.PREDICTION_LABEL: self.class_names.take(rows.column(E.PREDICTION)),
+                P.ACTUAL_LABEL: self.class_names.take(rows.column(E.LABEL)),
+                P.PREDICTION_SCORE: rows.column(E.PREDICTION_SCORE).cast(pa.float32()),
+                P.IMAGE_VECTOR: rows.column(E.EMBEDDING).cast(pa.list_(pa.float32())),
+                P.IMAGE_LINK: pa.array(links, pa.string()),
+                P.PROBABILITIES: rows.column(E.PROBABILITIES).cast(pa.list_(pa.float32())),
+                P.IMAGE_ID: rows.column(E.IMAGE_ID).cast(pa.string()),
+                P.DEGRADATION: rows.column(E.DEGRADATION).cast(pa.string()),
+                P.BRIGHTNESS: rows.column(E.BRIGHTNESS).cast(pa.float32()),
+                P.CONTRAST: rows.column(E.CONTRAST).cast(pa.float32()),
+                P.SHARPNESS: rows.column(E.SHARPNESS).cast(pa.float32()),
+            },
+            schema=schema.PREPARED_ARROW_SCHEMA,
         )
+
+    def _export_images(self, ids: list[str], env: str, pool: ThreadPoolExecutor) -> list[str]:
+        """Write each image as PNG; its link, one per row."""
+        pngs = self.images.png_bytes(ids)
+        names = [f"{_safe_name(i)}.png" for i in ids]
+        targets = [storage.join(self.target.store, env, name) for name in names]
+        written = list(
+            pool.map(
+                lambda args: storage.write_bytes(args[0], args[1], "image/png"),
+                zip(targets, pngs, strict=True),
+            )
+        )
+        # A store of its own: the link is what storage.write_bytes returns (an https URL or a path).
+        # The default store inside the prepared folder: the link of the file under the artifact's URI
+        # (storage.link_for: the same form write_bytes would return; the local path under kfp.local).
+        base = self.target.link_base
+        return [storage.link_for(storage.join(base, env, name)) for name in names] if base else written
+
+
+# ---------------------------------------------------------------- 4. write
+
+
+def write_prepared(
+    tables: PreparedTables,
+    exported: Exported,
+    plan: Plan,
+    inputs: EmbedInputs,
+    target: ImageTarget,
+    config: PrepareConfig,
+) -> PrepareResult:
+    """Check that no environment lost every row, rename the tables into place, write ``manifest.json``."""
+    written = tables.rows()
+    for env in schema.SPLITS:
+        if exported.rows_read[env] and env not in written:
+            raise ValueError(
+                f"environment {env}: all {exported.rows_read[env]} rows were rejected "
+                f"({', '.join(f'{r}: {n}' for r, n in exported.reasons.most_common())}); "
+                f"see the reasons above, nothing usable is left to log"
+            )
+    tables.commit()
+    result = PrepareResult(
+        output_dir=str(tables.out),
+        model_version=plan.model_version,
+        rows=written,
+        rejected=tables.rejected.rows,
+        rejected_reasons=dict(exported.reasons),
+        embed_failures=exported.embed_failures,
+        time_shift_seconds=plan.shift.total_seconds(),
+        anchor=plan.anchor.isoformat(),
+        anchor_environment=plan.anchor_environment,
+        now=plan.now.isoformat(),
+        vector_length=plan.vector_length,
+        image_store=target.shown,
+        chunk_rows=config.chunk_rows,
+        sources=[str(p) for p in inputs.files],
     )
-    # A store of its own: the link is what storage.write_bytes returns (an https URL or a path).
-    # The default store inside the prepared folder: the link of the file under the artifact's URI
-    # (storage.link_for: the same form write_bytes would return; the local path under kfp.local).
-    links = [storage.link_for(storage.join(link_base, env, name)) for name in names] if link_base else written
-    return pa.table(
-        {
-            P.PREDICTION_ID: pa.array([prediction_id(model_version, i) for i in ids], pa.string()),
-            P.PREDICTION_TS: pc.add(ts, shift).cast(schema.TIMESTAMP_TYPE),
-            P.PREDICTION_LABEL: class_names.take(rows.column(E.PREDICTION)),
-            P.ACTUAL_LABEL: class_names.take(rows.column(E.LABEL)),
-            P.PREDICTION_SCORE: rows.column(E.PREDICTION_SCORE).cast(pa.float32()),
-            P.IMAGE_VECTOR: rows.column(E.EMBEDDING).cast(pa.list_(pa.float32())),
-            P.IMAGE_LINK: pa.array(links, pa.string()),
-            P.PROBABILITIES: rows.column(E.PROBABILITIES).cast(pa.list_(pa.float32())),
-            P.IMAGE_ID: rows.column(E.IMAGE_ID).cast(pa.string()),
-            P.DEGRADATION: rows.column(E.DEGRADATION).cast(pa.string()),
-            P.BRIGHTNESS: rows.column(E.BRIGHTNESS).cast(pa.float32()),
-            P.CONTRAST: rows.column(E.CONTRAST).cast(pa.float32()),
-            P.SHARPNESS: rows.column(E.SHARPNESS).cast(pa.float32()),
-        },
-        schema=schema.PREPARED_ARROW_SCHEMA,
+    files.write_text_atomic(tables.out / files.MANIFEST_FILE, json.dumps(result.manifest(), indent=2) + "\n")
+    print(
+        "prepare: "
+        + ", ".join(f"{env} {n}" for env, n in result.rows.items())
+        + f" rows, {result.rejected} rejected, shift {result.time_shift_seconds:.0f} s, "
+        f"model {plan.model_version} -> {tables.out}"
     )
+    return result
 
 
 def read_manifest(prepared_dir: str | Path) -> dict:
     """The manifest of a prepared folder, with a clear error when it is not one."""
-    path = Path(prepared_dir) / MANIFEST_FILE
+    path = Path(prepared_dir) / files.MANIFEST_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; expected the output folder of the prepare stage")
     return json.loads(path.read_text())

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pytest
 
 from components.common import schema
-from components.prepare import synthetic
 from components.prepare.prepare import prepare_records
+from tests.fixtures import prepare_inputs
 
 COUNTS = {schema.TRAINING: 12, schema.VALIDATION: 5, schema.PRODUCTION: 9}
 DIM = 8
@@ -137,16 +137,16 @@ def fake_arize(monkeypatch):
 def prepared_dir(tmp_path_factory, fashion_dir) -> Path:
     """A prepared folder: 12 training, 5 validation, 9 production rows, vectors of 8 values."""
     root = tmp_path_factory.mktemp("arize-input")
-    images = synthetic.read_idx_images(fashion_dir / "t10k-images-idx3-ubyte.gz", sum(COUNTS.values()))
-    synthetic.write_dataset(root / "dataset", COUNTS, images)
+    images = prepare_inputs.read_idx_images(fashion_dir / "t10k-images-idx3-ubyte.gz", sum(COUNTS.values()))
+    prepare_inputs.write_dataset(root / "dataset", COUNTS, images)
     dirs = [
-        synthetic.write_embed_dir(
+        prepare_inputs.write_embed_dir(
             root / f"embed-{split}",
-            synthetic.embed_table(split, n, dim=DIM, seed=i, spacing=timedelta(minutes=5)),
+            prepare_inputs.embed_table(split, n, dim=DIM, seed=i, spacing=timedelta(minutes=5)),
         )
         for i, (split, n) in enumerate(COUNTS.items())
     ]
-    prepare_records(dirs, root / "dataset", root / "prepared", now="", progress=False)
+    prepare_records(dirs, root / "dataset", root / "prepared", progress=False)  # now = the current time
     return root / "prepared"
 
 

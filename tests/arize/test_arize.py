@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,17 +13,36 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from components.arize.config import ArizeConfig
 from components.arize.log import (
     SENT_COLUMNS,
     ArizeSendError,
     ArizeValidationError,
+    ChunkNotSent,
     CredentialsError,
+    EnvReport,
+    LogResult,
+    PreparedSource,
+    iter_chunks,
     log_prepared,
+    read_prepared,
+    send_chunk,
+    validate_all,
 )
 from components.common import schema
 from components.common.schema import PreparedColumns as P
 
-FAST = dict(backoff_s=0.01, timeout_s=10, progress=False)
+
+def fast(**kw) -> ArizeConfig:
+    """The stage's settings with short waits (backoff 0.01 s, timeout 10 s) unless given."""
+    return ArizeConfig(**{"backoff_s": 0.01, "timeout_s": 10.0, **kw})
+
+
+def log(prepared: Path, summary: Path, client=None, **kw) -> LogResult:
+    """``log_prepared`` with :func:`fast` settings, without a progress bar."""
+    return log_prepared(prepared, summary, fast(**kw), client=client, progress=False)
+
+
 # The prepared_dir fixture (conftest.py) holds these rows per environment and vectors of DIM values.
 COUNTS = {schema.TRAINING: 12, schema.VALIDATION: 5, schema.PRODUCTION: 9}
 DIM = 8
@@ -40,7 +60,7 @@ def manifest_version(prepared_dir: Path) -> str:
 
 def test_sends_every_environment_in_chunks(fake_arize, credentials, prepared_dir, tmp_path, capsys):
     key, space = credentials
-    result = log_prepared(prepared_dir, tmp_path / "summary.md", model_name="fm-test", chunk_rows=4, **FAST)
+    result = log(prepared_dir, tmp_path / "summary.md", arize_model_name="fm-test", chunk_rows=4)
     got = fake_arize.by_environment()
     assert set(got) == set(schema.SPLITS)
     for env, n in COUNTS.items():
@@ -74,7 +94,7 @@ def test_sends_every_environment_in_chunks(fake_arize, credentials, prepared_dir
 
 def test_retries_5xx_with_backoff(fake_arize, credentials, prepared_dir, tmp_path):
     fake_arize.fail_with = [503, 503]
-    result = log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=100, **FAST)
+    result = log(prepared_dir, tmp_path / "s.md", chunk_rows=100)
     assert fake_arize.requests == 3 + 2  # one chunk per environment, the first tried three times
     assert result.environments[schema.TRAINING].retries == 2
     assert [r.table.num_rows for r in fake_arize.received] == list(COUNTS.values())
@@ -82,7 +102,7 @@ def test_retries_5xx_with_backoff(fake_arize, credentials, prepared_dir, tmp_pat
 
 def test_retries_timeouts(fake_arize, credentials, prepared_dir, tmp_path):
     fake_arize.stall_s = [1.5]  # longer than the client's timeout
-    result = log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=100, **{**FAST, "timeout_s": 0.5})
+    result = log(prepared_dir, tmp_path / "s.md", chunk_rows=100, timeout_s=0.5)
     assert result.environments[schema.TRAINING].retries == 1
     assert [r.table.num_rows for r in fake_arize.received] == list(COUNTS.values())
 
@@ -92,7 +112,7 @@ def test_gives_up_after_max_attempts(fake_arize, credentials, prepared_dir, tmp_
     with pytest.raises(
         ArizeSendError, match=r"training chunk 0 failed after 3 attempt\(s\).*HTTP 503"
     ) as err:
-        log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=100, max_attempts=3, **FAST)
+        log(prepared_dir, tmp_path / "s.md", chunk_rows=100, max_attempts=3)
     assert (
         "Sent so far: nothing. Not sent: training from chunk 0 on, validation (all), production (all)"
         in str(err.value)
@@ -107,7 +127,7 @@ def test_401_403_stop_with_a_message_about_key_and_space(
     key, space = credentials
     fake_arize.fail_with = [status]
     with pytest.raises(CredentialsError) as err:
-        log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=100, **FAST)
+        log(prepared_dir, tmp_path / "s.md", chunk_rows=100)
     message = str(err.value)
     assert f"HTTP {status}" in message and "ARIZE_API_KEY" in message and "ARIZE_SPACE_ID" in message
     assert fake_arize.requests == 1  # not retried
@@ -119,38 +139,41 @@ def test_401_403_stop_with_a_message_about_key_and_space(
 def test_no_credentials_validates_and_says_nothing_was_sent(
     fake_arize, no_credentials, prepared_dir, tmp_path
 ):
-    result = log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=5, **FAST)
+    result = log(prepared_dir, tmp_path / "s.md", chunk_rows=5)
     assert not result.sent and fake_arize.requests == 0
     summary = (tmp_path / "s.md").read_text()
     assert "NOTHING SENT" in summary
     assert "ARIZE_API_KEY and ARIZE_SPACE_ID not set in the environment" in summary
     assert "validation passed for every chunk" in summary
     assert "| training | 12 | 3 | 0 | 0 |" in summary
-    with pytest.raises(
-        CredentialsError, match="ARIZE_API_KEY and ARIZE_SPACE_ID not set.*require_credentials"
-    ):
-        log_prepared(prepared_dir, tmp_path / "t.md", require_credentials=True, **FAST)
+    with pytest.raises(CredentialsError) as err:
+        log(prepared_dir, tmp_path / "t.md", require_arize_credentials=True)
+    assert str(err.value) == (
+        "ARIZE_API_KEY and ARIZE_SPACE_ID not set in the environment; require_arize_credentials is set. "
+        "Give the Arize credentials through a Kubernetes Secret (use_secret_as_env) or set "
+        "require_arize_credentials=False to validate only"
+    )
     assert not (tmp_path / "t.md").exists()
 
 
 def test_rerun_after_part_way_failure_sends_only_the_rest(fake_arize, credentials, prepared_dir, tmp_path):
     fake_arize.fail_after = 4  # training's 3 chunks and validation's first get through, then 500s
     with pytest.raises(ArizeSendError) as err:
-        log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=4, max_attempts=2, **FAST)
+        log(prepared_dir, tmp_path / "s.md", chunk_rows=4, max_attempts=2)
     assert "Sent so far: training: 3 of 3 chunks; validation: 1 of 2 chunks" in str(err.value)
     assert "Not sent: validation from chunk 1 on, production (all)" in str(err.value)
     assert "STOPPED PART-WAY" in (tmp_path / "s.md").read_text()
     assert len(fake_arize.received) == 4
 
     fake_arize.fail_after = None
-    result = log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=4, **FAST)
+    result = log(prepared_dir, tmp_path / "s.md", chunk_rows=4)
     assert len(fake_arize.received) == 8  # 4 more: validation's last, production's 3
     assert result.environments[schema.TRAINING].chunks_skipped == 3
     assert result.environments[schema.VALIDATION].chunks_skipped == 1
     ids = [i for r in fake_arize.received for i in r.table[P.PREDICTION_ID].to_pylist()]
     assert len(ids) == len(set(ids)) == sum(COUNTS.values())  # every row exactly once
 
-    log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=4, **FAST)  # a third run sends nothing new
+    log(prepared_dir, tmp_path / "s.md", chunk_rows=4)  # a third run sends nothing new
     assert len(fake_arize.received) == 8
 
 
@@ -177,7 +200,7 @@ def test_sdk_validation_errors_by_column_before_sending(fake_arize, credentials,
         ArizeValidationError,
         match=r"nothing was sent:\n  production chunk 0 \(rows 0-8\): Prediction timestamp in prediction_ts is out of range",
     ) as err:
-        log_prepared(bad, tmp_path / "s.md", chunk_rows=100, **FAST)
+        log(bad, tmp_path / "s.md", chunk_rows=100)
     assert "validation failed, nothing was sent" in str(err.value)
     assert fake_arize.requests == 0  # training and validation were fine, but nothing went out
 
@@ -187,28 +210,126 @@ def test_one_value_vectors_fail_sdk_validation(fake_arize, no_credentials, prepa
     n = COUNTS[schema.TRAINING]
     rewrite(bad / schema.prepared_file(schema.TRAINING), P.IMAGE_VECTOR, [[0.5]] * n, pa.list_(pa.float32()))
     with pytest.raises(ArizeValidationError, match=rf"training chunk 0 .*{P.IMAGE_VECTOR}"):
-        log_prepared(bad, tmp_path / "s.md", **FAST)
+        log(bad, tmp_path / "s.md")
 
 
 def test_missing_folder_column_or_rows(no_credentials, prepared_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.json: not found"):
-        log_prepared(tmp_path / "nowhere", tmp_path / "s.md", **FAST)
+        log(tmp_path / "nowhere", tmp_path / "s.md")
     bad = copy_prepared(prepared_dir, tmp_path)
     path = bad / schema.prepared_file(schema.VALIDATION)
     pq.write_table(pq.read_table(path).drop_columns([P.IMAGE_LINK]), path)
     with pytest.raises(ValueError, match=rf"validation.parquet: missing column\(s\) {P.IMAGE_LINK}"):
-        log_prepared(bad, tmp_path / "s.md", **FAST)
+        log(bad, tmp_path / "s.md")
     pq.write_table(pq.read_table(prepared_dir / schema.prepared_file(schema.VALIDATION)).slice(0, 0), path)
     with pytest.raises(ValueError, match="environment validation has no rows"):
-        log_prepared(bad, tmp_path / "s.md", **FAST)
+        log(bad, tmp_path / "s.md")
     with pytest.raises(ValueError, match="chunk_rows=0"):
-        log_prepared(prepared_dir, tmp_path / "s.md", chunk_rows=0, **FAST)
+        log(prepared_dir, tmp_path / "s.md", chunk_rows=0)
 
 
 def test_command_line_without_credentials(no_credentials, prepared_dir, tmp_path):
     from components.arize.__main__ import main
 
-    assert main(["--prepared", str(prepared_dir), "--summary", str(tmp_path / "s.md")]) == 0
-    assert "NOTHING SENT" in (tmp_path / "s.md").read_text()
+    argv = ["--prepared", str(prepared_dir), "--summary", str(tmp_path / "s.md")]
+    assert main([*argv, "--arize-model-name", "fm-cli", "--chunk-rows", "5"]) == 0
+    summary = (tmp_path / "s.md").read_text()
+    assert summary.startswith("# Arize log: NOTHING SENT\n\nModel `fm-cli` version `v-test`")
+    assert "| training | 12 | 3 | 0 | 0 | 0 | 0 | 0.0 |" in summary
     with pytest.raises(CredentialsError):
-        main(["--prepared", str(prepared_dir), "--summary", str(tmp_path / "t.md"), "--require-credentials"])
+        main(
+            [
+                "--prepared",
+                str(prepared_dir),
+                "--summary",
+                str(tmp_path / "t.md"),
+                "--require-arize-credentials",
+            ]
+        )
+
+
+# ---------------------------------------------------------------- config, client, steps
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"arize_model_name": " "}, "arize_model_name is empty: give the model's name in Arize"),
+        ({"chunk_rows": 0}, "chunk_rows=0: expected a positive number of rows"),
+        ({"max_attempts": 0}, "max_attempts=0: expected at least 1"),
+        ({"backoff_s": -1.0}, "backoff_s=-1.0: expected 0 or more seconds"),
+        ({"timeout_s": 0.0}, "timeout_s=0.0: expected a positive number of seconds"),
+        ({"api_port": 70000}, "api_port=70000: expected 0 (the SDK's) or a port 1..65535"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kw, message):
+    with pytest.raises(ValueError) as err:
+        ArizeConfig(**kw)
+    assert str(err.value) == message
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_client_given_is_the_one_used(fake_arize, credentials, prepared_dir, tmp_path, monkeypatch):
+    """The SDK's environment points at a closed port: only the client given (or built) reaches the server."""
+    from arize import ArizeClient
+
+    key, _ = credentials
+    monkeypatch.setenv("ARIZE_API_PORT", str(closed_port()))
+    client = ArizeClient(api_key=key, api_host="127.0.0.1", api_scheme="http", api_port=fake_arize.port)
+    result = log(prepared_dir, tmp_path / "a.md", client=client, chunk_rows=100)
+    assert result.sent and [r.table.num_rows for r in fake_arize.received] == list(COUNTS.values())
+    # none given: arize_client builds one at the config's endpoint
+    endpoint = dict(api_host="127.0.0.1", api_scheme="http", api_port=fake_arize.port)
+    log(prepared_dir, tmp_path / "b.md", chunk_rows=100, **endpoint)
+    assert len(fake_arize.received) == 2 * len(COUNTS)
+    # neither: the SDK's endpoint from the environment, the closed port
+    with pytest.raises(ArizeSendError, match=r"training chunk 0 failed after 1 attempt\(s\)"):
+        log(prepared_dir, tmp_path / "c.md", chunk_rows=100, max_attempts=1)
+    assert len(fake_arize.received) == 2 * len(COUNTS)
+
+
+def test_read_and_validate_steps(no_credentials, prepared_dir):
+    source = read_prepared(prepared_dir)
+    assert source == PreparedSource(prepared_dir, manifest_version(prepared_dir), list(schema.SPLITS))
+    assert read_prepared(prepared_dir, "v-given").model_version == "v-given"
+    reports = validate_all(source, ArizeConfig(chunk_rows=5))
+    assert {env: (r.rows, r.chunks) for env, r in reports.items()} == {
+        schema.TRAINING: (12, 3),
+        schema.VALIDATION: (5, 1),
+        schema.PRODUCTION: (9, 2),
+    }
+
+
+def test_send_chunk_counts_retries_and_gives_up(fake_arize, credentials, prepared_dir):
+    from arize import ArizeClient
+
+    key, space = credentials
+    client = ArizeClient(api_key=key)  # the loopback server, through ARIZE_API_HOST/SCHEME/PORT
+    _, df = next(iter_chunks(prepared_dir, schema.PRODUCTION, 100))
+    config = fast(max_attempts=3)
+    report = EnvReport(schema.PRODUCTION)
+    fake_arize.fail_with = [503, 429]
+    send_chunk(
+        client, df, schema.PRODUCTION, space_id=space, model_version="v1", config=config, report=report
+    )
+    assert report.retries == 2 and fake_arize.requests == 3
+    assert [(r.environment, r.model_version, r.table.num_rows) for r in fake_arize.received] == [
+        (schema.PRODUCTION, "v1", COUNTS[schema.PRODUCTION])
+    ]
+    fake_arize.fail_with = [503, 503, 503]
+    with pytest.raises(ChunkNotSent) as err:
+        send_chunk(
+            client, df, schema.PRODUCTION, space_id=space, model_version="v1", config=config, report=report
+        )
+    assert err.value.attempts == 3 and report.retries == 4
+    fake_arize.fail_with = [400]  # not retried
+    with pytest.raises(ChunkNotSent) as err:
+        send_chunk(
+            client, df, schema.PRODUCTION, space_id=space, model_version="v1", config=config, report=report
+        )
+    assert err.value.attempts == 1 and report.retries == 4

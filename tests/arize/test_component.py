@@ -10,26 +10,30 @@ from kfp import dsl, local
 from components.arize.component import component as arize_component
 from components.common import schema
 from components.prepare.component import component as prepare_component
+from tests.fixtures import prepare_inputs
 
 ROWS = 4
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def make_dataset(idx: str, rows: int, dataset: dsl.Output[dsl.Dataset]):
-    from components.prepare import synthetic
+    from tests.fixtures import prepare_inputs
 
-    images = synthetic.read_idx_images(idx, 3 * rows)
-    synthetic.write_dataset(dataset.path, {"training": rows, "validation": rows, "production": rows}, images)
+    images = prepare_inputs.read_idx_images(idx, 3 * rows)
+    prepare_inputs.write_dataset(
+        dataset.path, {"training": rows, "validation": rows, "production": rows}, images
+    )
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def make_embed(split: str, rows: int, embeddings: dsl.Output[dsl.Dataset]):
-    from components.prepare import synthetic
+    from tests.fixtures import prepare_inputs
 
-    synthetic.write_embed_dir(embeddings.path, synthetic.embed_table(split, rows, dim=8))
+    prepare_inputs.write_embed_dir(embeddings.path, prepare_inputs.embed_table(split, rows, dim=8))
 
 
-def test_prepare_then_arize_through_kfp_local(tmp_path, fashion_dir, fake_arize, credentials):
+def test_prepare_then_arize_through_kfp_local(tmp_path, monkeypatch, fashion_dir, fake_arize, credentials):
+    monkeypatch.setenv("PYTHONPATH", prepare_inputs.pythonpath())  # the tasks import tests.fixtures
     key, space = credentials
     prepare_op, arize_op = prepare_component(), arize_component()
 
@@ -41,7 +45,7 @@ def test_prepare_then_arize_through_kfp_local(tmp_path, fashion_dir, fake_arize,
         prep = prepare_op(
             embeddings=dsl.Collected(emb.outputs["embeddings"]), dataset=data.outputs["dataset"]
         )
-        logged = arize_op(prepared=prep.outputs["prepared"], model_name="fm-kfp-local", chunk_rows=3)
+        logged = arize_op(prepared=prep.outputs["prepared"], arize_model_name="fm-kfp-local", chunk_rows=3)
         return logged.outputs["summary"]
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))

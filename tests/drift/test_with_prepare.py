@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import pyarrow as pa
-import pytest
 
 from components.common import schema
-from components.drift.stage import DriftConfig, run_drift
+from components.drift.config import DriftConfig
+from components.drift.stage import run_drift
+from components.prepare.config import PrepareConfig
+from components.prepare.prepare import prepare_records
+from tests.fixtures import prepare_inputs
+from tests.fixtures.drift_rows import report_points
 
 
 def test_drift_reads_what_prepare_writes(tmp_path):
-    prep = pytest.importorskip("components.prepare.prepare")
-    synth = pytest.importorskip("components.prepare.synthetic")
     counts = {schema.TRAINING: 300, schema.VALIDATION: 200, schema.PRODUCTION: 300}
-    dataset = synth.write_dataset(tmp_path / "dataset", counts)
+    dataset = prepare_inputs.write_dataset(tmp_path / "dataset", counts)
     table = pa.concat_tables(
-        [synth.embed_table(split, n, dim=16, seed=i) for i, (split, n) in enumerate(counts.items())]
+        [prepare_inputs.embed_table(split, n, dim=16, seed=i) for i, (split, n) in enumerate(counts.items())]
     )
-    embed = synth.write_embed_dir(tmp_path / "embed", table)
+    embed = prepare_inputs.write_embed_dir(tmp_path / "embed", table)
     prepared = tmp_path / "prepared"
-    prep.prepare_records([embed], dataset, prepared, now="2026-11-28T12:00:00Z", progress=False)
-    cfg = DriftConfig(projection="pca", n_resamples=200, false_alarm_rate=0.05, umap_sample=200)
+    prepare_records([embed], dataset, prepared, PrepareConfig(now="2026-11-28T12:00:00Z"), progress=False)
+    cfg = DriftConfig(projection="pca", drift_resamples=200, false_alarm_rate=0.05, umap_sample=200)
     result = run_drift(prepared, prepared, tmp_path / "report.html", tmp_path / "table.parquet", cfg)
     assert result.metrics["rejected_rows"] == 0
+    assert result.metrics["baseline_rows"] == counts[schema.TRAINING]
     assert result.table["n_rows"].sum() == counts[schema.PRODUCTION]
-    html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    # thumbnails come from the PNG files prepare wrote and linked
-    assert html.count("data:image/png;base64,") >= 150
+    # every point of the view shows the PNG that prepare wrote and linked
+    thumbs, texts = report_points((tmp_path / "report.html").read_text(encoding="utf-8"))
+    assert len(thumbs) == len(texts)
+    assert sum(t.startswith("baseline") for t in texts) == 100  # half of umap_sample=200
+    assert all(t.startswith("data:image/png;base64,") for t in thumbs)
     assert not any("thumbnails could not be read" in s for s in result.summary)

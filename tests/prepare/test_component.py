@@ -12,29 +12,31 @@ import pyarrow.parquet as pq
 from kfp import dsl, local
 
 from components.common import schema
+from components.common.files import MANIFEST_FILE
 from components.common.schema import PreparedColumns as P
 from components.prepare.component import component
-from components.prepare.prepare import MANIFEST_FILE
+from tests.fixtures import prepare_inputs
 
 NOW = "2026-11-28T12:00:00Z"
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def make_dataset(idx: str, dataset: dsl.Output[dsl.Dataset]):
-    from components.prepare import synthetic
+    from tests.fixtures import prepare_inputs
 
-    images = synthetic.read_idx_images(idx, 12)
-    synthetic.write_dataset(dataset.path, {"training": 6, "production": 6}, images)
+    images = prepare_inputs.read_idx_images(idx, 12)
+    prepare_inputs.write_dataset(dataset.path, {"training": 6, "production": 6}, images)
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def make_embed(split: str, embeddings: dsl.Output[dsl.Dataset]):
-    from components.prepare import synthetic
+    from tests.fixtures import prepare_inputs
 
-    synthetic.write_embed_dir(embeddings.path, synthetic.embed_table(split, 6, dim=8))
+    prepare_inputs.write_embed_dir(embeddings.path, prepare_inputs.embed_table(split, 6, dim=8))
 
 
-def test_component_through_kfp_local_with_parallelfor_and_collected(tmp_path, fashion_dir):
+def test_component_through_kfp_local_with_parallelfor_and_collected(tmp_path, monkeypatch, fashion_dir):
+    monkeypatch.setenv("PYTHONPATH", prepare_inputs.pythonpath())  # the tasks import tests.fixtures
     prepare_op = component()
 
     @dsl.pipeline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -15,10 +16,21 @@ import pytest
 from PIL import Image
 
 from components.common import schema
+from components.common.config import config_from_args
+from components.common.files import MANIFEST_FILE
 from components.common.schema import EmbedColumns as E
 from components.common.schema import PreparedColumns as P
-from components.prepare import synthetic
-from components.prepare.prepare import MANIFEST_FILE, prediction_id, prepare_records
+from components.prepare.config import PrepareConfig, parse_now
+from components.prepare.prepare import (
+    ImageTarget,
+    Plan,
+    open_embeds,
+    prediction_id,
+    prepare_records,
+    scan_embeds,
+    validate_scan,
+)
+from tests.fixtures import prepare_inputs
 
 COUNTS = {schema.TRAINING: 30, schema.VALIDATION: 10, schema.PRODUCTION: 25}
 NOW = "2026-11-28T12:00:00Z"
@@ -28,12 +40,12 @@ DIM = 16
 
 @pytest.fixture(scope="module")
 def images(fashion_dir) -> np.ndarray:
-    return synthetic.read_idx_images(fashion_dir / "t10k-images-idx3-ubyte.gz", sum(COUNTS.values()))
+    return prepare_inputs.read_idx_images(fashion_dir / "t10k-images-idx3-ubyte.gz", sum(COUNTS.values()))
 
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory, images) -> Path:
-    return synthetic.write_dataset(tmp_path_factory.mktemp("ds") / "dataset", COUNTS, images)
+    return prepare_inputs.write_dataset(tmp_path_factory.mktemp("ds") / "dataset", COUNTS, images)
 
 
 def embed_tables(**kw) -> dict[str, pa.Table]:
@@ -44,7 +56,7 @@ def embed_tables(**kw) -> dict[str, pa.Table]:
         schema.PRODUCTION: datetime(2024, 3, 1, tzinfo=UTC),
     }
     return {
-        split: synthetic.embed_table(
+        split: prepare_inputs.embed_table(
             split,
             n,
             dim=DIM,
@@ -58,7 +70,7 @@ def embed_tables(**kw) -> dict[str, pa.Table]:
 
 
 def write_embeds(root: Path, tables: dict[str, pa.Table]) -> list[Path]:
-    return [synthetic.write_embed_dir(root / f"embed-{split}", t) for split, t in tables.items()]
+    return [prepare_inputs.write_embed_dir(root / f"embed-{split}", t) for split, t in tables.items()]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +78,11 @@ def prepared(tmp_path_factory, dataset_dir):
     root = tmp_path_factory.mktemp("prep")
     tables = embed_tables()
     result = prepare_records(
-        write_embeds(root, tables), dataset_dir, root / "out", now=NOW, chunk_rows=8, progress=False
+        write_embeds(root, tables),
+        dataset_dir,
+        root / "out",
+        PrepareConfig(now=NOW, chunk_rows=8),
+        progress=False,
     )
     return result, tables, root / "out"
 
@@ -97,8 +113,7 @@ def test_ids_stable_across_runs_unique_and_tied_to_model_version(prepared, datas
         write_embeds(tmp_path, tables),
         dataset_dir,
         tmp_path / "again",
-        now="",
-        chunk_rows=100,
+        PrepareConfig(now="", chunk_rows=100),
         progress=False,
     )
     ids = []
@@ -157,8 +172,7 @@ def test_chunked_processing_matches_one_chunk(prepared, dataset_dir, tmp_path):
         write_embeds(tmp_path, tables),
         dataset_dir,
         tmp_path / "one",
-        now=NOW,
-        chunk_rows=10_000,
+        PrepareConfig(now=NOW, chunk_rows=10_000),
         progress=False,
     )
     for env in schema.SPLITS:  # the same rows; only the image links (other folder) differ
@@ -185,8 +199,7 @@ def test_remote_image_store_goes_through_storage(monkeypatch, dataset_dir, tmp_p
         write_embeds(tmp_path, tables),
         dataset_dir,
         tmp_path / "out",
-        image_store="gs://b/imgs",
-        now=NOW,
+        PrepareConfig(image_store="gs://b/imgs", now=NOW),
         progress=False,
     )
     links = read_env(tmp_path / "out", schema.PRODUCTION)[P.IMAGE_LINK].to_pylist()
@@ -207,7 +220,7 @@ def test_default_store_links_under_a_bucket_artifact_uri(monkeypatch, dataset_di
         write_embeds(tmp_path, tables),
         dataset_dir,
         tmp_path / "out",
-        now=NOW,
+        PrepareConfig(now=NOW),
         image_link_base=base,
         progress=False,
     )
@@ -222,15 +235,13 @@ def test_default_store_links_under_a_bucket_artifact_uri(monkeypatch, dataset_di
 # ---------------------------------------------------------------- bad input
 
 
-def run_bad(tmp_path, dataset_dir, tables, **kw):
+def run_bad(tmp_path, dataset_dir, tables):
     return prepare_records(
         write_embeds(tmp_path, tables),
         dataset_dir,
         tmp_path / "out",
-        now=NOW,
-        chunk_rows=8,
+        PrepareConfig(now=NOW, chunk_rows=8),
         progress=False,
-        **kw,
     )
 
 
@@ -274,8 +285,18 @@ def test_mixed_lengths_nan_and_inf_rows_kept_aside(tmp_path, dataset_dir):
     kept = read_env(tmp_path / "out", schema.PRODUCTION)[P.IMAGE_ID].to_pylist()
     assert "production-00002" not in kept and "production-00003" in kept
     manifest = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
-    assert manifest["rejected"] == 3 and sum(manifest["rejected_reasons"].values()) == 3
-    assert "rejected" in result.summary_markdown() and "NaN or infinite" in result.summary_markdown()
+    reasons_by_kind = {
+        f"{E.EMBEDDING} has … values; expected … like most rows": 1,
+        f"{E.EMBEDDING} holds NaN or infinite values": 2,
+    }
+    assert manifest["rejected"] == 3 and manifest["rejected_reasons"] == reasons_by_kind
+    summary = result.summary_markdown()
+    assert "| rejected (kept aside in `rejected.parquet`) | 3 |" in summary
+    assert (
+        "| reason rows were kept aside | rows |\n|---|---:|\n"
+        + "".join(f"| {r} | {n} |\n" for r, n in sorted(reasons_by_kind.items()))
+        in summary
+    )
 
 
 def test_unparseable_timestamps_kept_aside(tmp_path, dataset_dir):
@@ -305,14 +326,10 @@ def test_empty_environment_is_an_error(tmp_path, dataset_dir):
     assert not list((tmp_path / "out").glob("*.parquet"))  # nothing written half
 
 
-def test_no_rows_bad_now_and_mixed_versions(tmp_path, dataset_dir):
+def test_no_rows_and_mixed_versions(tmp_path, dataset_dir):
     empty = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION].slice(0, 0)}
     with pytest.raises(ValueError, match="no rows"):
         run_bad(tmp_path / "a", dataset_dir, empty)
-    with pytest.raises(ValueError, match="now='tomorrow': not an ISO-8601 time"):
-        prepare_records(
-            write_embeds(tmp_path / "b", embed_tables()), dataset_dir, tmp_path / "b" / "out", now="tomorrow"
-        )
     tables = embed_tables()
     tables[schema.TRAINING] = embed_tables(model_version="v-other")[schema.TRAINING]
     with pytest.raises(ValueError, match=rf"column {E.MODEL_VERSION} must hold one"):
@@ -344,13 +361,13 @@ def test_with_the_data_stage_output(tmp_path):
     )
     build_dataset(config, tmp_path / "dataset", quiet=True)
     dirs = [
-        synthetic.write_embed_dir(
-            tmp_path / f"e-{s}", synthetic.embed_table_for(tmp_path / "dataset", s, seed=i)
+        prepare_inputs.write_embed_dir(
+            tmp_path / f"e-{s}", prepare_inputs.embed_table_for(tmp_path / "dataset", s, seed=i)
         )
         for i, s in enumerate(schema.SPLITS)
     ]
     result = prepare_records(
-        dirs, tmp_path / "dataset", tmp_path / "out", now=NOW, chunk_rows=5, progress=False
+        dirs, tmp_path / "dataset", tmp_path / "out", PrepareConfig(now=NOW, chunk_rows=5), progress=False
     )
     assert result.rows == {schema.TRAINING: 12, schema.VALIDATION: 6, schema.PRODUCTION: 12}
     assert result.rejected == 0
@@ -375,3 +392,86 @@ def test_command_line(dataset_dir, tmp_path):
     assert json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())["rows"] == {schema.PRODUCTION: 25}
     assert "| production | 25 |" in (tmp_path / "s.md").read_text()
     assert not (tmp_path / "out" / schema.prepared_file(schema.TRAINING)).exists()
+
+
+# ---------------------------------------------------------------- config, steps, command line
+
+
+def test_parse_now():
+    """'' is the current UTC time; an ISO 8601 time is read as UTC when it has no offset."""
+    before = datetime.now(UTC)
+    now = parse_now("")
+    assert before <= now <= datetime.now(UTC) and now.tzinfo is UTC
+    assert parse_now(NOW) == NOW_DT
+    assert parse_now("2026-11-28T12:00:00") == NOW_DT
+    assert parse_now("2026-11-28T14:00:00+02:00") == NOW_DT
+    assert parse_now(datetime(2026, 11, 28, 12)) == NOW_DT
+    with pytest.raises(ValueError) as err:
+        parse_now("tomorrow")
+    assert str(err.value) == (
+        "now='tomorrow': expected an ISO 8601 time such as '2026-11-28T12:00:00Z', or '' for the current time"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"chunk_rows": 0}, "chunk_rows=0: expected a positive number of rows"),
+        ({"image_workers": 0}, "image_workers=0: expected at least 1"),
+        ({"now": "tomorrow"}, "now='tomorrow': expected an ISO 8601 time such as"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kw, message):
+    with pytest.raises(ValueError) as err:
+        PrepareConfig(**kw)
+    assert str(err.value).startswith(message)
+
+
+def test_scan_and_validate_steps_find_the_plan(tmp_path):
+    """The first two steps: rows, newest time per split, one version, the usual vector length."""
+    tables = embed_tables()
+    tables[schema.TRAINING] = replace_vectors(tables[schema.TRAINING], {0: [0.0] * (DIM + 1)})
+    inputs = open_embeds(write_embeds(tmp_path, tables))
+    scan = scan_embeds(inputs, chunk_rows=7)
+    assert scan.rows == sum(COUNTS.values())
+    assert scan.newest == {
+        schema.TRAINING: datetime(2024, 1, 10, tzinfo=UTC),
+        schema.VALIDATION: datetime(2024, 1, 20, tzinfo=UTC),
+        schema.PRODUCTION: datetime(2024, 3, 1, tzinfo=UTC),
+    }
+    assert scan.model_versions == {"v-test": sum(COUNTS.values())}
+    assert scan.lengths == {DIM: sum(COUNTS.values()) - 1, DIM + 1: 1}
+    plan = validate_scan(scan, inputs, NOW_DT)
+    assert plan == Plan(
+        model_version="v-test",
+        vector_length=DIM,
+        anchor=datetime(2024, 3, 1, tzinfo=UTC),
+        anchor_environment=schema.PRODUCTION,
+        now=NOW_DT,
+        rows=sum(COUNTS.values()),
+    )
+    assert plan.shift == NOW_DT - datetime(2024, 3, 1, tzinfo=UTC)
+    # without production rows the newest row of any split is the anchor
+    no_production = dataclasses.replace(
+        scan, newest={k: v for k, v in scan.newest.items() if k != "production"}
+    )
+    plan = validate_scan(no_production, inputs, NOW_DT)
+    assert (plan.anchor_environment, plan.anchor) == (schema.VALIDATION, datetime(2024, 1, 20, tzinfo=UTC))
+
+
+def test_image_target():
+    out = Path("/x/prepared")
+    assert ImageTarget.for_output(out, "gs://b/imgs", "ignored") == ImageTarget("gs://b/imgs", "")
+    assert ImageTarget.for_output(out, "") == ImageTarget("/x/prepared/images", "/x/prepared/images")
+    linked = ImageTarget.for_output(out, "", "gs://b/run/prepared/images")
+    assert (linked.store, linked.shown) == ("/x/prepared/images", "gs://b/run/prepared/images")
+
+
+def test_command_line_options_come_from_the_config():
+    from components.prepare.__main__ import parser
+
+    args = parser().parse_args(
+        ["--embeddings", "a", "b", "--dataset", "d", "--output", "o", "--now", NOW, "--image-workers", "2"]
+    )
+    assert (args.embeddings, args.dataset, args.output, args.summary) == (["a", "b"], "d", "o", "")
+    assert config_from_args(PrepareConfig, args) == PrepareConfig(now=NOW, image_workers=2)

@@ -1,0 +1,58 @@
+"""The arize stage's parameters: one typed Config, the source of its command line and component.
+
+A light module (stdlib and ``components.common`` only): compiling a pipeline or ``--help`` does
+not import the Arize SDK or pandas. Credentials are never parameters: they come from the
+environment (``ARIZE_API_KEY``, ``ARIZE_SPACE_ID``) when the stage runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.common.config import param
+
+
+@dataclass(frozen=True)
+class ArizeConfig:
+    """Which model the rows are logged as, and how they are sent (the paths are arguments)."""
+
+    arize_model_name: str = param("fashion-mnist-classifier", "the model's name in Arize")
+    model_version: str = param("", "the model version in Arize; '' = the prepared folder's manifest's")
+    require_arize_credentials: bool = param(
+        False,
+        "fail when ARIZE_API_KEY or ARIZE_SPACE_ID is missing, instead of validating only and "
+        "writing a summary that says nothing was sent",
+    )
+    # 2,000 rows of 2,048-value float32 vectors: about 17 MB of Arrow per request
+    chunk_rows: int = param(2000, "rows per request to Arize")
+    ledger_uri: str = param(
+        "",
+        "the ledger of chunks already sent (local path, gs:// or s3:// URI), so a rerun sends only "
+        "the rest; '' = next to the summary (<summary>.ledger.json)",
+    )
+    max_attempts: int = param(
+        5, "tries per chunk on timeouts, connection errors, HTTP 429 and 5xx", component=False
+    )
+    backoff_s: float = param(
+        2.0, "seconds waited after the first failed try; doubled after each one", component=False
+    )
+    timeout_s: float = param(120.0, "HTTP timeout of one request, in seconds", component=False)
+    api_host: str = param("", "Arize host; '' = the SDK's (ARIZE_API_HOST or its default)", component=False)
+    api_scheme: str = param(
+        "", "Arize scheme (https, http); '' = the SDK's (ARIZE_API_SCHEME or its default)", component=False
+    )
+    api_port: int = param(0, "Arize port; 0 = the SDK's (ARIZE_API_PORT or its default)", component=False)
+
+    def __post_init__(self) -> None:
+        if not self.arize_model_name.strip():
+            raise ValueError("arize_model_name is empty: give the model's name in Arize")
+        if self.chunk_rows < 1:
+            raise ValueError(f"chunk_rows={self.chunk_rows}: expected a positive number of rows")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts={self.max_attempts}: expected at least 1")
+        if self.backoff_s < 0:
+            raise ValueError(f"backoff_s={self.backoff_s}: expected 0 or more seconds")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s={self.timeout_s}: expected a positive number of seconds")
+        if not 0 <= self.api_port <= 65535:
+            raise ValueError(f"api_port={self.api_port}: expected 0 (the SDK's) or a port 1..65535")
