@@ -37,6 +37,7 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 
 MEMORY_PROBE = r"""
 import json, sys, tracemalloc, torch
+from components.embed.config import EmbedConfig
 from components.embed.embed import embed_dataset, load_model
 data, model, out, shards, threads, trace = sys.argv[1:3] + [sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"]
 torch.set_num_threads(threads)
@@ -57,8 +58,8 @@ def sampled(self, table, *args, **kwargs):  # RSS after every written batch
 pq.ParquetWriter.write_table = sampled
 if trace:  # tracemalloc's own bookkeeping inflates RSS, so it runs in a separate process
     tracemalloc.start()
-r = embed_dataset(data, model, out, splits="training", shard_index=0, num_shards=shards,
-                  threads=threads, progress=False)
+r = embed_dataset(data, model, out, EmbedConfig(splits="training", shard_index=0, num_shards=shards,
+                  threads=threads), progress=False)
 res = {"rows": r.rows}
 if trace:
     res["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
@@ -79,13 +80,14 @@ def make_model(folder: Path) -> Path:
     """A local-profile model folder (randomly initialised weights) in the train stage's shape."""
     from transformers import AutoModelForImageClassification
 
-    from components.train.preprocess import local_image_processor
-    from components.train.train import SUMMARY_FILE, local_resnet_config, weights_version
+    from components.common.model_folder import weights_version, write_summary
+    from components.common.preprocess import local_image_processor
+    from components.train.train import local_resnet_config
 
     model = AutoModelForImageClassification.from_config(local_resnet_config(32))
     model.save_pretrained(folder)
     local_image_processor(32).save_pretrained(folder)
-    (folder / SUMMARY_FILE).write_text(json.dumps({"model_version": weights_version(folder), "metrics": {}}))
+    write_summary(folder, {"model_version": weights_version(folder), "metrics": {}})
     return folder
 
 
@@ -157,8 +159,8 @@ def bare_forward(pixels, model_dir: Path, batch_size: int):
 def decode_all(ds, geometry):
     import torch
 
+    from components.common.preprocess import eval_transform, pil_to_rgb_tensor
     from components.common.schema import DatasetColumns as C
-    from components.train.preprocess import eval_transform, pil_to_rgb_tensor
 
     images = torch.stack([pil_to_rgb_tensor(img) for img in ds[C.IMAGE]])
     return eval_transform(geometry)(images).contiguous()
@@ -216,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from components.common import schema
     from components.common.schema import EmbedColumns as E
-    from components.data.build import DataConfig, build_dataset
+    from components.common.threads import default_threads
+    from components.data.build import build_dataset
+    from components.data.config import DataConfig
+    from components.embed.config import EmbedConfig
     from components.embed.embed import embed_dataset, load_model
-    from components.train.train import default_threads
 
     threads = a.threads or default_threads()
     torch.set_num_threads(threads)
@@ -237,17 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     ds = datasets.load_from_disk(str(sub_dir))[schema.PRODUCTION]
 
     # 1. the stage (one small warm-up run first so imports and first-call costs are not timed)
-    embed_dataset(sub_dir, model_dir, work / "warm", splits="validation", threads=threads, progress=False)
+    warm = EmbedConfig(splits="validation", threads=threads)
+    embed_dataset(sub_dir, model_dir, work / "warm", warm, progress=False)
     started = time.perf_counter()
-    res = embed_dataset(
-        sub_dir,
-        model_dir,
-        work / "stage",
-        splits="production",
-        batch_size=a.batch_size,
-        threads=threads,
-        progress=False,
-    )
+    stage = EmbedConfig(splits="production", embed_batch_size=a.batch_size, threads=threads)
+    res = embed_dataset(sub_dir, model_dir, work / "stage", stage, progress=False)
     stage_s = time.perf_counter() - started
     table = pq.read_table(work / "stage" / schema.EMBED_FILE)
     stage_emb = np.asarray(table.column(E.EMBEDDING).to_pylist(), dtype=np.float32)

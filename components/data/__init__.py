@@ -10,6 +10,11 @@ __all__ = ["DataConfig", "DataSummary", "build_dataset"]
 
 
 def __getattr__(name: str):
+    """``DataConfig`` from the light ``config`` module, the rest from ``build`` (loaded on first use)."""
+    if name == "DataConfig":
+        from components.data.config import DataConfig
+
+        return DataConfig
     if name in __all__:
         from components.data import build
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,136 +23,15 @@ from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
 
 from components.common import schema
+from components.common.files import replace_dir, tmp_sibling, write_bytes_atomic
 from components.common.schema import DatasetColumns as C
-from components.data.sources import DEFAULT_SOURCE_DIR, Source, load_source
+from components.data.config import ConfigError, DataConfig
+from components.data.sources import Source, load_source
 
-# Defaults: sized for a CPU run of the whole pipeline in a few minutes.
-DEFAULT_TRAINING_SIZE = 30_000
-DEFAULT_VALIDATION_SIZE = 3_000
-DEFAULT_PRODUCTION_SIZE = 6_000  # 200 per day over 30 days
-DEFAULT_PRODUCTION_DAYS = 30
-# Fixed, so that the output is reproducible; the prepare stage shifts times to "now".
-DEFAULT_PRODUCTION_END = "2026-11-01T00:00:00Z"
-DEFAULT_WINDOW_DAYS = 7
-DEFAULT_DEGRADED_SHARE = 0.5
-DEFAULT_ROTATION_MIN = 20.0  # degrees, either way
-DEFAULT_ROTATION_MAX = 60.0
-DEFAULT_BLUR_MIN = 1.0  # Gaussian radius in pixels
-DEFAULT_BLUR_MAX = 2.0
-DEFAULT_SEED = 0
+__all__ = ["ConfigError", "DataConfig", "DataSummary", "build_dataset", "degrade", "make_splits"]
 
 SECONDS_PER_DAY = 86_400
 DEGRADED_KINDS = (schema.DEGRADATION_ROTATE, schema.DEGRADATION_BLUR, schema.DEGRADATION_BOTH)
-
-
-class ConfigError(ValueError):
-    """A parameter of the data stage that is out of range."""
-
-
-def parse_utc(value: str, parameter: str) -> datetime:
-    """ISO 8601 time as an aware UTC datetime (a time without offset is taken as UTC)."""
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        raise ConfigError(
-            f"{parameter}={value!r}: expected an ISO 8601 time such as {DEFAULT_PRODUCTION_END!r}"
-        ) from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
-
-
-@dataclass
-class DataConfig:
-    """Parameters of the data stage; every bad value raises :class:`ConfigError` naming it."""
-
-    source: str = DEFAULT_SOURCE_DIR  # a folder of IDX files, or hf:<name> for a Hub data set
-    training_size: int = DEFAULT_TRAINING_SIZE
-    validation_size: int = DEFAULT_VALIDATION_SIZE
-    production_size: int = DEFAULT_PRODUCTION_SIZE
-    production_days: int = DEFAULT_PRODUCTION_DAYS
-    production_end: str = DEFAULT_PRODUCTION_END
-    window_days: int = DEFAULT_WINDOW_DAYS
-    window_start_day: int | None = None  # days after the production start; None: centred
-    degraded_share: float = DEFAULT_DEGRADED_SHARE
-    rotation_min: float = DEFAULT_ROTATION_MIN
-    rotation_max: float = DEFAULT_ROTATION_MAX
-    blur_min: float = DEFAULT_BLUR_MIN
-    blur_max: float = DEFAULT_BLUR_MAX
-    seed: int = DEFAULT_SEED
-    hub_image_column: str = "image"
-    hub_label_column: str = "label"
-    hub_train_split: str = "train"
-    hub_test_split: str = "test"
-
-    def __post_init__(self) -> None:
-        if not self.source:
-            raise ConfigError(
-                f"source='': expected a folder of IDX files (e.g. {DEFAULT_SOURCE_DIR}) or hf:<name>"
-            )
-        for name in ("training_size", "validation_size", "production_size", "production_days"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r}: expected a whole number of at least 1")
-        if self.production_size < self.production_days:
-            raise ConfigError(
-                f"production_size={self.production_size}: expected at least production_days="
-                f"{self.production_days}, so that every production day has rows"
-            )
-        self.end = parse_utc(self.production_end, "production_end")
-        if (
-            isinstance(self.window_days, bool)
-            or not isinstance(self.window_days, int)
-            or self.window_days < 0
-        ):
-            raise ConfigError(f"window_days={self.window_days!r}: expected a whole number of at least 0")
-        if self.window_days > self.production_days:
-            raise ConfigError(
-                f"window_days={self.window_days}: the window is longer than the production span; "
-                f"expected at most production_days={self.production_days}"
-            )
-        latest = self.production_days - self.window_days
-        if self.window_start_day is not None and (
-            isinstance(self.window_start_day, bool)
-            or not isinstance(self.window_start_day, int)
-            or not 0 <= self.window_start_day <= latest
-        ):
-            raise ConfigError(
-                f"window_start_day={self.window_start_day!r}: expected 0..{latest} so that the "
-                f"{self.window_days}-day window fits in the {self.production_days} production days"
-            )
-        if not isinstance(self.degraded_share, int | float) or not 0.0 <= self.degraded_share <= 1.0:
-            raise ConfigError(f"degraded_share={self.degraded_share!r}: expected a share in [0, 1]")
-        if not 0.0 <= self.rotation_min <= self.rotation_max <= 180.0:
-            raise ConfigError(
-                f"rotation_min={self.rotation_min}, rotation_max={self.rotation_max}: "
-                "expected 0 <= rotation_min <= rotation_max <= 180 degrees"
-            )
-        if not 0.0 < self.blur_min <= self.blur_max:
-            raise ConfigError(
-                f"blur_min={self.blur_min}, blur_max={self.blur_max}: expected 0 < blur_min <= blur_max (pixels)"
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r}: expected a whole number of at least 0")
-
-    @property
-    def start(self) -> datetime:
-        return self.end - timedelta(days=self.production_days)
-
-    @property
-    def window_start(self) -> int:
-        """First window day, counted from the production start (``window_start_day`` or centred)."""
-        if self.window_start_day is not None:
-            return self.window_start_day
-        return (self.production_days - self.window_days) // 2
-
-    @property
-    def window(self) -> tuple[datetime, datetime]:
-        first = self.start + timedelta(days=self.window_start)
-        return first, first + timedelta(days=self.window_days)
-
-    def parameters(self) -> dict:
-        return {**asdict(self), "window_start_day": self.window_start}
 
 
 @dataclass
@@ -183,6 +61,7 @@ class DataSummary:
     per_day: list[dict] = field(default_factory=list)
 
     def line(self) -> str:
+        """``data: training=... validation=... production=...; production degraded ...; written to ...``."""
         rows = " ".join(f"{k}={v}" for k, v in self.rows.items())
         deg = sum(v for k, v in self.degraded.items() if k != schema.DEGRADATION_NONE)
         return (
@@ -212,6 +91,7 @@ def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.rando
 
 
 def check_sizes(config: DataConfig, source: Source) -> None:
+    """A ConfigError when the split sizes ask for more rows than the source's parts hold."""
     n_train, n_test = len(source.train), len(source.test)
     if config.training_size + config.validation_size > n_train:
         raise ConfigError(
@@ -284,6 +164,7 @@ def make_splits(config: DataConfig, source: Source) -> dict[str, SplitRows]:
 
 
 def features():
+    """The ``datasets.Features`` of every split (the column contract of ``schema.DatasetColumns``)."""
     import datasets
 
     return datasets.Features(
@@ -299,12 +180,14 @@ def features():
 
 
 def png_bytes(image: np.ndarray) -> bytes:
+    """One greyscale image as PNG bytes."""
     buf = io.BytesIO()
     Image.fromarray(image, mode="L").save(buf, format="PNG")
     return buf.getvalue()
 
 
 def to_table(name: str, rows: SplitRows, feats) -> pa.Table:
+    """One split's rows as an Arrow table with the schema of ``feats`` (images PNG-encoded)."""
     pngs = [png_bytes(img) for img in tqdm(rows.images, desc=f"encode {name}", unit="img", leave=False)]
     n = len(pngs)
     image = pa.StructArray.from_arrays(
@@ -322,6 +205,7 @@ def to_table(name: str, rows: SplitRows, feats) -> pa.Table:
 
 
 def to_dataset_dict(splits: dict[str, SplitRows], config: DataConfig):
+    """The three splits as a ``datasets.DatasetDict``, fingerprinted from the parameters (reproducible)."""
     import datasets
 
     feats = features()
@@ -340,32 +224,11 @@ def to_dataset_dict(splits: dict[str, SplitRows], config: DataConfig):
     return datasets.DatasetDict(out)
 
 
-def _tmp_sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
-
-
-def _write_file_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path, "tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def _check_output(output_dir: Path, overwrite: bool) -> None:
     if output_dir.exists() and not overwrite:
         if output_dir.is_dir() and not any(output_dir.iterdir()):
             return
         raise FileExistsError(f"{output_dir}: already exists; expected a new path (or pass overwrite)")
-
-
-def _replace_dir(tmp: Path, output_dir: Path) -> None:
-    old = None
-    if output_dir.exists():
-        old = _tmp_sibling(output_dir, "old")
-        output_dir.rename(old)
-    tmp.rename(output_dir)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
 def build_dataset(
@@ -396,14 +259,14 @@ def build_dataset(
 
     dd = to_dataset_dict(splits, config)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(output_dir, "tmp")
+    tmp = tmp_sibling(output_dir)
     try:
         dd.save_to_disk(str(tmp))
         if grid_path is not None:
-            _write_file_atomic(Path(grid_path), grid)
+            write_bytes_atomic(grid_path, grid)
         if card_path is not None:
-            _write_file_atomic(Path(card_path), card.encode())
-        _replace_dir(tmp, output_dir)
+            write_bytes_atomic(card_path, card.encode())
+        replace_dir(tmp, output_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -413,6 +276,7 @@ def build_dataset(
 
 
 def summarize(config, source, splits, output_dir, card_path, grid_path) -> DataSummary:
+    """Rows per split, class, day and degradation of the built splits."""
     rows = {name: len(s.labels) for name, s in splits.items()}
     degraded = {k: 0 for k in schema.DEGRADATIONS}
     for kind in splits[schema.PRODUCTION].degradation:

@@ -4,7 +4,21 @@
 
 from kfp.dsl import Artifact, Dataset, Markdown, Output
 
+from components.common.config import component_doc
 from components.common.images import ImageSet, build_component
+from components.data.config import DataConfig
+
+SUMMARY = (
+    "Build the data set: Fashion-MNIST training / validation / production splits, with a window of "
+    "degraded (rotated, blurred) production images."
+)
+CONFIG = DataConfig
+ARTIFACTS = ("dataset", "data_card", "sample_grid")
+ARTIFACT_HELP = {
+    "dataset": "the splits training, validation and production (a DatasetDict folder, save_to_disk)",
+    "data_card": "the data card: rows per split, class, day and degradation, with the sample grid",
+    "sample_grid": "PNG grid of clean and degraded production samples",
+}
 
 
 def data(
@@ -31,28 +45,11 @@ def data(
     hub_test_split: str = "test",
 ):
     """Build the data set (window_start_day=-1: the window is centred in production)."""
-    from components.data.build import DataConfig, build_dataset
+    from components.common.config import config_from
+    from components.data.build import build_dataset
+    from components.data.config import DataConfig
 
-    config = DataConfig(
-        source=source,
-        training_size=training_size,
-        validation_size=validation_size,
-        production_size=production_size,
-        production_days=production_days,
-        production_end=production_end,
-        window_days=window_days,
-        window_start_day=None if window_start_day == -1 else window_start_day,
-        degraded_share=degraded_share,
-        rotation_min=rotation_min,
-        rotation_max=rotation_max,
-        blur_min=blur_min,
-        blur_max=blur_max,
-        seed=seed,
-        hub_image_column=hub_image_column,
-        hub_label_column=hub_label_column,
-        hub_train_split=hub_train_split,
-        hub_test_split=hub_test_split,
-    )
+    config = config_from(DataConfig, locals())
     summary = build_dataset(config, dataset.path, data_card.path, sample_grid.path, overwrite=True)
     dataset.metadata.update({"rows": summary.rows, "degraded": summary.degraded, "seed": seed})
     sample_grid.metadata["mime_type"] = "image/png"
@@ -60,4 +57,4 @@ def data(
 
 def component(images: ImageSet | None = None):
     """The data stage as a lightweight KFP component (base image: the data stage's image)."""
-    return build_component(data, "data", images)
+    return build_component(data, "data", images, doc=component_doc(SUMMARY, DataConfig, ARTIFACT_HELP))

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from components.common import schema
 from components.data.idx import IdxError, read_idx_part
 
-DEFAULT_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
 HUB_PREFIX = "hf:"
 PARTS: tuple[str, ...] = ("train", "test")
 
@@ -51,6 +50,8 @@ class SourcePart:
 
 @dataclass
 class Source:
+    """A source read into memory: its description and its two parts."""
+
     description: str
     train: SourcePart
     test: SourcePart
@@ -65,6 +66,7 @@ def _keep_valid_labels(name: str, images: np.ndarray, labels: np.ndarray, origin
 
 
 def load_idx_folder(folder: str | Path) -> Source:
+    """Read an IDX folder's train and test parts (a SourceError naming the file that is wrong)."""
     folder = Path(folder)
     parts = {}
     for part in PARTS:

@@ -36,14 +36,18 @@ import pyarrow.parquet as pq
 import torch
 
 from components.common import schema
+from components.common.dataset_folder import load_splits
+from components.common.model_folder import MODEL_VERSION, check_model_folder, load_summary
+from components.common.preprocess import ImageGeometry, eval_transform
 from components.common.schema import DatasetColumns as C
 from components.common.schema import EmbedColumns as E
+from components.common.threads import default_threads
+from components.embed.config import EmbedConfig, check_shard
 
 # torchvision 0.29 warns on every decode that its decoders will move to TorchCodec; they are
 # still the fastest PNG decoder here (see README) and the warning would flood the logs.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
-DEFAULT_BATCH_SIZE = 256
 REQUIRED_COLUMNS = (C.IMAGE, C.LABEL, C.IMAGE_ID, C.PREDICTION_TS, C.DEGRADATION)
 FAILURES_SCHEMA = pa.schema(
     [("image_id", pa.string()), ("split", pa.string()), ("row", pa.int64()), ("error", pa.string())]
@@ -55,8 +59,10 @@ FAILURES_SCHEMA = pa.schema(
 
 @dataclass
 class LoadedModel:
+    """A model folder loaded for inference: the model, its image geometry and version, where it runs."""
+
     model: torch.nn.Module
-    geometry: object  # components.train.preprocess.ImageGeometry
+    geometry: ImageGeometry
     model_version: str
     device: torch.device
     dtype: torch.dtype
@@ -79,34 +85,9 @@ class LoadedModel:
         return logits.float(), embedding
 
 
-def check_model_folder(model_dir: Path) -> None:
-    """A ValueError naming what a model folder lacks (config, weights, processor, summary)."""
-    from components.train.train import SUMMARY_FILE
-
-    if not model_dir.is_dir():
-        raise ValueError(f"model folder {model_dir} does not exist or is not a folder")
-    missing = []
-    if not (model_dir / "config.json").is_file():
-        missing.append("config.json (model configuration)")
-    if not (list(model_dir.glob("*.safetensors")) or list(model_dir.glob("pytorch_model*.bin"))):
-        missing.append("weights (model.safetensors)")
-    if not (model_dir / "preprocessor_config.json").is_file():
-        missing.append("preprocessor_config.json (image processor)")
-    if not (model_dir / SUMMARY_FILE).is_file():
-        missing.append(f"{SUMMARY_FILE} (model_version)")
-    if missing:
-        raise ValueError(
-            f"model folder {model_dir}: missing {'; '.join(missing)}; expected the train stage's output "
-            "(save_pretrained model + image processor + training summary)"
-        )
-
-
 def load_model(model_dir: str | Path, device: str | None = None, precision: str = "auto") -> LoadedModel:
-    """Load a train-stage model folder for inference."""
+    """Load a train-stage model folder for inference (``device`` None or '': cuda when there is one)."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-    from components.train.preprocess import ImageGeometry
-    from components.train.train import load_summary
 
     model_dir = Path(model_dir)
     check_model_folder(model_dir)
@@ -128,7 +109,7 @@ def load_model(model_dir: str | Path, device: str | None = None, precision: str 
     model = model.eval().to(dev).to(memory_format=torch.channels_last)
     fused = hasattr(model, "classifier") and "ResNet" in type(model).__name__
     return LoadedModel(
-        model, ImageGeometry.from_processor(processor), summary["model_version"], dev, dtype, fused
+        model, ImageGeometry.from_processor(processor), summary[MODEL_VERSION], dev, dtype, fused
     )
 
 
@@ -153,6 +134,8 @@ def image_features(gray: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 @dataclass
 class Batch:
+    """One decoded batch: the rows that decoded, their pixels and features, and the rows that did not."""
+
     table: pa.Table  # the rows that decoded (contract columns only)
     pixel_values: torch.Tensor | None
     features: tuple[np.ndarray, np.ndarray, np.ndarray] | None
@@ -224,12 +207,7 @@ def decode_batch(table: pa.Table, split: str, start: int, transform) -> Batch:
 
 def shard_bounds(n_rows: int, shard_index: int, num_shards: int) -> tuple[int, int]:
     """Contiguous slice [start, end) of ``n_rows`` for one shard."""
-    if num_shards < 1:
-        raise ValueError(f"num_shards {num_shards}: expected at least 1")
-    if not 0 <= shard_index < num_shards:
-        raise ValueError(
-            f"shard_index {shard_index}: expected 0..{num_shards - 1} for num_shards={num_shards}"
-        )
+    check_shard(shard_index, num_shards)
     return n_rows * shard_index // num_shards, n_rows * (shard_index + 1) // num_shards
 
 
@@ -316,6 +294,8 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
 
 @dataclass
 class SplitStats:
+    """Rows of one split (this shard), how many were embedded and failed, and the time taken."""
+
     split: str
     rows: int
     embedded: int = 0
@@ -325,6 +305,8 @@ class SplitStats:
 
 @dataclass
 class EmbedResult:
+    """What :func:`embed_dataset` wrote: the folder, the model version, per-split stats, failures."""
+
     output_dir: Path
     model_version: str
     stats: list[SplitStats]
@@ -334,46 +316,18 @@ class EmbedResult:
 
     @property
     def rows(self) -> int:
+        """Rows embedded over all splits."""
         return sum(s.embedded for s in self.stats)
 
     @property
     def images_per_second(self) -> float:
+        """Images read (embedded or failed) per second of the whole run."""
         return sum(s.embedded + s.failed for s in self.stats) / self.seconds if self.seconds else 0.0
 
 
-def parse_splits(splits: str | list[str] | tuple[str, ...]) -> list[str]:
-    """Split names from "a,b" or a sequence; a ValueError for unknown or repeated names."""
-    names = [s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip()]
-    if not names:
-        raise ValueError(f"splits {splits!r}: name at least one of {', '.join(schema.SPLITS)}")
-    unknown = [s for s in names if s not in schema.SPLITS]
-    if unknown:
-        raise ValueError(
-            f"splits: unknown {', '.join(unknown)}; expected names from {', '.join(schema.SPLITS)}"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"splits {splits!r}: a split is named twice")
-    return names
-
-
-def open_splits(dataset_dir: Path, names: list[str]):
+def open_splits(dataset_dir: Path, names: list[str]) -> dict:
     """Check the data set for the splits embed reads: present, non-empty, the columns, labels in range."""
-    from components.train.train import check_labels, open_dataset_dict
-
-    dd = open_dataset_dict(dataset_dir, names)
-    out = {}
-    for split in names:
-        if split not in dd:
-            raise ValueError(
-                f"{dataset_dir}: split {split!r} is missing; found {', '.join(dd.keys()) or 'none'}"
-            )
-        ds = dd[split]
-        schema.require_columns(ds.column_names, REQUIRED_COLUMNS, f"{dataset_dir} split {split!r}")
-        if len(ds) == 0:
-            raise ValueError(f"{dataset_dir}: split {split!r} is empty; there is nothing to embed")
-        check_labels(ds, f"{dataset_dir} split {split!r}")
-        out[split] = ds
-    return out
+    return load_splits(dataset_dir, names, REQUIRED_COLUMNS, "there is nothing to embed")
 
 
 def _output_table(
@@ -410,37 +364,26 @@ def embed_dataset(
     dataset_dir: str | Path,
     model_dir: str | Path,
     output_dir: str | Path,
-    splits: str | list[str] | tuple[str, ...] = schema.SPLITS,
-    shard_index: int = 0,
-    num_shards: int = 1,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    threads: int = 0,
-    device: str | None = None,
-    precision: str = "auto",
+    config: EmbedConfig | None = None,
     progress: bool = True,
-    decode_workers: int = -1,
 ) -> EmbedResult:
-    """Embed the rows of ``splits`` (this shard of each) into ``output_dir`` (a folder).
+    """Embed the rows of ``config.splits`` (this shard of each) into ``output_dir`` (a folder).
 
     Writes ``schema.EMBED_FILE`` (rows in the data set's order per split) and
     ``schema.EMBED_FAILURES_FILE`` (rows whose image did not decode).
     """
     from tqdm.auto import tqdm
 
-    from components.train.preprocess import eval_transform
-    from components.train.train import default_threads
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size {batch_size}: expected at least 1")
+    config = config or EmbedConfig()
+    shard_index, num_shards, batch_size = config.shard_index, config.num_shards, config.embed_batch_size
     dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
-    names = parse_splits(splits)
-    shard_bounds(1, shard_index, num_shards)  # validates the shard arguments before any work
+    names = config.split_names
     data = open_splits(dataset_dir, names)
-    lm = load_model(model_dir, device=device, precision=precision)
+    lm = load_model(model_dir, device=config.device, precision=config.precision)
     if lm.device.type == "cpu":
-        torch.set_num_threads(threads or default_threads())
+        torch.set_num_threads(config.threads or default_threads())
     transform = eval_transform(lm.geometry)
-    workers = default_decode_workers(lm.device) if decode_workers < 0 else decode_workers
+    workers = default_decode_workers(lm.device) if config.decode_workers < 0 else config.decode_workers
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))

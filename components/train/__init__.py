@@ -1,0 +1,1 @@
+"""The train stage: fine-tune (cluster) or train from scratch (local) the image classifier."""

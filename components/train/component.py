@@ -1,8 +1,26 @@
 """KFP wrapper of the train stage: declares inputs and outputs, calls ``train_model``."""
 
+# No `from __future__ import annotations`: kfp reads the real annotation objects of the body.
+
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.common.images import ImageSet
+from components.common.config import component_doc
+from components.common.images import ImageSet, build_component
+from components.train.config import TrainConfig, profile_defaults_text
+
+SUMMARY = (
+    "Train the image classifier (local: small ResNet from scratch; cluster: fine-tune "
+    "microsoft/resnet-50). epochs, batch_size and learning_rate at 0 take the profile's defaults "
+    f"({profile_defaults_text()})."
+)
+CONFIG = TrainConfig
+ARTIFACTS = ("dataset", "model", "metrics", "confusion")
+ARTIFACT_HELP = {
+    "dataset": "the data stage's folder (splits training and validation are used)",
+    "model": "the model folder: save_pretrained model, image processor, training_summary.json",
+    "metrics": "validation accuracy, F1 (weighted, macro), loss, train loss, epochs, train time",
+    "confusion": "the validation confusion matrix",
+}
 
 
 def train(
@@ -18,27 +36,13 @@ def train(
     max_steps: int = -1,
     seed: int = 0,
 ):
-    """Train (local: small ResNet from scratch; cluster: fine-tune microsoft/resnet-50).
-
-    ``epochs``, ``batch_size`` and ``learning_rate`` at 0 take the profile's defaults
-    (local: 3 epochs, batch 128, 3e-3; cluster: 3 epochs, batch 32, 5e-5).
-    """
+    """Train (local: small ResNet from scratch; cluster: fine-tune microsoft/resnet-50)."""
+    from components.common.config import config_from
     from components.common.schema import CLASS_NAMES
-    from components.train.train import TrainConfig, train_model
+    from components.train.config import TrainConfig
+    from components.train.train import train_model
 
-    result = train_model(
-        dataset.path,
-        model.path,
-        TrainConfig(
-            profile=profile,
-            model_name=model_name,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            max_steps=max_steps,
-            seed=seed,
-        ),
-    )
+    result = train_model(dataset.path, model.path, config_from(TrainConfig, locals()))
     model.metadata["model_version"] = result.model_version
     model.metadata["framework"] = "transformers"
     for name in ("accuracy", "f1_weighted", "f1_macro", "loss", "train_loss", "epochs", "train_time_s"):
@@ -48,6 +52,4 @@ def train(
 
 def component(images: ImageSet | None = None):
     """The train stage as a KFP lightweight component (base image: the train stage's image)."""
-    from components.common.images import build_component
-
-    return build_component(train, "train", images)
+    return build_component(train, "train", images, doc=component_doc(SUMMARY, TrainConfig, ARTIFACT_HELP))

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.data.build import DataConfig, build_dataset
+from components.data.build import build_dataset
+from components.data.config import DataConfig
 
 TINY = dict(training_size=200, validation_size=40, production_size=300)
 

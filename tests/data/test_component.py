@@ -37,7 +37,7 @@ def test_component_in_a_pipeline(tmp_path, fashion_dir):
         schema.PRODUCTION: 90,
     }
     degraded = [d for d in dd[schema.PRODUCTION]["degradation"] if d != schema.DEGRADATION_NONE]
-    assert 0 < len(degraded) <= 9  # 3 a day over a 3-day window, half of them degraded
+    assert len(degraded) == 4  # 3 a day over the centred 3-day window: round(0.5 * 9) = 4
     task_dir = dataset_dir.parent
     card = Path(task_dir, "data_card").read_text()
     assert "## Rows per split" in card and "data:image/png;base64," in card
@@ -53,3 +53,5 @@ def test_component_spec():
     assert spec.inputs["degraded_share"].default == 0.5
     assert "/fashion-drift-data:" in spec.implementation.container.image
     assert "from components.data.build import" in spec.implementation.container.command[-1]
+    # the KFP UI shows each input's help, taken from DataConfig
+    assert spec.inputs["window_start_day"].description.endswith("(-1: centred)")

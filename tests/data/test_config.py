@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import subprocess
 import sys
-from dataclasses import fields
 
 import pytest
 
-from components.data import build
-from components.data.build import ConfigError, DataConfig, build_dataset
-from components.data.component import data as data_body
+from components.common.config import config_from_args
+from components.data.__main__ import parser
+from components.data.build import build_dataset
+from components.data.config import ConfigError, DataConfig
 
 
 @pytest.mark.parametrize(
@@ -32,6 +31,7 @@ from components.data.component import data as data_body
         (dict(window_days=-1), r"window_days=-1: expected a whole number of at least 0"),
         (dict(window_start_day=24), r"window_start_day=24: expected 0\.\.23"),
         (dict(window_start_day=-2), r"window_start_day=-2: expected 0\.\.23"),
+        (dict(window_start_day=True), r"window_start_day=True: expected 0\.\.23"),
         (dict(degraded_share=1.5), r"degraded_share=1\.5: expected a share in \[0, 1\]"),
         (dict(degraded_share=-0.1), r"degraded_share=-0\.1: expected a share in \[0, 1\]"),
         (dict(rotation_min=70.0), r"rotation_min=70\.0, rotation_max=60\.0: expected 0 <= rotation_min"),
@@ -74,12 +74,18 @@ def test_sizes_larger_than_source(kwargs, message, fashion_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_component_defaults_match_the_config():
-    params = inspect.signature(data_body).parameters
-    for f in fields(DataConfig):
-        want = -1 if f.name == "window_start_day" else f.default
-        assert params[f.name].default == want, f.name
-    assert build.DEFAULT_SOURCE_DIR == params["source"].default
+def test_window_start_day_minus_one_is_centred():
+    assert DataConfig().window_start_day == -1 and DataConfig().window_start == 11
+    assert DataConfig(window_start_day=23).window_start == 23  # the last day that fits
+    # the card's parameters show the resolved day
+    assert DataConfig().parameters()["window_start_day"] == 11
+
+
+def test_command_line_builds_the_config():
+    args = parser().parse_args(["--degraded-share", "0.25", "--window-start-day", "3", "--seed", "9"])
+    config = config_from_args(DataConfig, args)
+    assert (config.degraded_share, config.window_start, config.seed) == (0.25, 3, 9)
+    assert (args.output, args.card, args.overwrite) == ("data-out/dataset", None, False)
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,8 @@ from PIL import Image
 
 from components.common import schema
 from components.common.schema import DatasetColumns as C
-from components.data.build import DataConfig, build_dataset
+from components.data.build import build_dataset
+from components.data.config import DataConfig
 from components.data.idx import read_idx_part
 from components.data.sources import SourceError, hub_part, source_from_hub
 

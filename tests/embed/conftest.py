@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.data.build import DataConfig, build_dataset
-from components.train.train import TrainConfig, train_model
+from components.data.build import build_dataset
+from components.data.config import DataConfig
+from components.train.config import TrainConfig
+from components.train.train import train_model
 
 # The tests share two busy cores with other jobs: one intra-op thread is the fast setting.
 torch.set_num_threads(1)

@@ -15,15 +15,16 @@ from PIL import Image
 from transformers import AutoModelForImageClassification
 
 from components.common import schema
-from components.common.schema import DatasetColumns as C
-from components.common.schema import EmbedColumns as E
-from components.embed.embed import FAILURES_SCHEMA, embed_dataset, image_features, summary_markdown
-from components.train.preprocess import (
+from components.common.preprocess import (
     ImageGeometry,
     eval_transform,
     local_image_processor,
     pil_to_rgb_tensor,
 )
+from components.common.schema import DatasetColumns as C
+from components.common.schema import EmbedColumns as E
+from components.embed.config import EmbedConfig
+from components.embed.embed import FAILURES_SCHEMA, embed_dataset, image_features, summary_markdown
 
 # torchvision 0.29 announces on every decode that its decoders move to TorchCodec (see embed.py)
 pytestmark = pytest.mark.filterwarnings(
@@ -35,7 +36,9 @@ pytestmark = pytest.mark.filterwarnings(
 def full_run(embed_dataset_dir, model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("embed-out") / "embeddings"
     # a batch size that does not divide the splits, so the last batch is short
-    result = embed_dataset(embed_dataset_dir, model_dir, out, batch_size=32, threads=1, progress=False)
+    result = embed_dataset(
+        embed_dataset_dir, model_dir, out, EmbedConfig(embed_batch_size=32, threads=1), progress=False
+    )
     return result, pq.read_table(out / schema.EMBED_FILE)
 
 
@@ -122,13 +125,15 @@ def test_shards_are_contiguous_slices(full_run, embed_dataset_dir, model_dir, tm
             embed_dataset_dir,
             model_dir,
             tmp_path / f"s{i}",
-            splits="production",
-            shard_index=i,
-            num_shards=3,
-            batch_size=16,
-            threads=1,
+            EmbedConfig(
+                splits="production",
+                shard_index=i,
+                num_shards=3,
+                embed_batch_size=16,
+                threads=1,
+                decode_workers=i % 2,  # shard 1 is decoded by a worker process, the others by a thread
+            ),
             progress=False,
-            decode_workers=i % 2,  # shard 1 is decoded by a worker process, the others by a thread
         )
         parts.append(pq.read_table(r.output_dir / schema.EMBED_FILE))
     ids = sum((p.column(E.IMAGE_ID).to_pylist() for p in parts), [])
@@ -162,7 +167,8 @@ def test_undecodable_images_are_listed_not_fatal(embed_dataset_dir, model_dir, t
     data = _broken_image_set(embed_dataset_dir, tmp_path / "data", {3, 4, 33})
     ids = datasets.load_from_disk(str(data))[schema.VALIDATION][C.IMAGE_ID]
     out = tmp_path / "out"
-    r = embed_dataset(data, model_dir, out, splits="validation", batch_size=16, threads=1, progress=False)
+    config = EmbedConfig(splits="validation", embed_batch_size=16, threads=1)
+    r = embed_dataset(data, model_dir, out, config, progress=False)
     table = pq.read_table(out / schema.EMBED_FILE)
     failures = pq.read_table(out / schema.EMBED_FAILURES_FILE)
     assert failures.schema.equals(FAILURES_SCHEMA, check_metadata=False)
@@ -201,7 +207,9 @@ def test_labels_out_of_range(embed_dataset_dir, model_dir, tmp_path):
     dd[schema.PRODUCTION] = prod.map(lambda r, i: {C.LABEL: -3 if i == 5 else r[C.LABEL]}, with_indices=True)
     dd.save_to_disk(str(tmp_path / "d"))
     with pytest.raises(ValueError, match=r"split 'production'.*\(row 5 = -3\)"):
-        embed_dataset(tmp_path / "d", model_dir, tmp_path / "o", splits="production", progress=False)
+        embed_dataset(
+            tmp_path / "d", model_dir, tmp_path / "o", EmbedConfig(splits="production"), progress=False
+        )
 
 
 @pytest.mark.parametrize(
@@ -223,16 +231,25 @@ def test_incomplete_model_folder(embed_dataset_dir, model_dir, tmp_path, remove,
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"splits": "training,holdout"}, "unknown holdout"),
-        ({"splits": ""}, "name at least one"),
-        ({"shard_index": 2, "num_shards": 2}, "shard_index 2"),
-        ({"num_shards": 0}, "num_shards 0"),
-        ({"batch_size": 0}, "batch_size 0"),
+        ({"splits": "training,holdout"}, r"splits: unknown holdout; expected names from training"),
+        ({"splits": ""}, r"splits '': name at least one of training, validation, production"),
+        ({"splits": "training,training"}, r"splits 'training,training': a split is named twice"),
+        ({"shard_index": 2, "num_shards": 2}, r"shard_index 2: expected 0\.\.1 for num_shards=2"),
+        ({"num_shards": 0}, r"num_shards 0: expected at least 1"),
+        ({"embed_batch_size": 0}, r"embed_batch_size 0: expected at least 1"),
+        ({"threads": -1}, r"threads -1: give 0"),
+        ({"precision": "fp8"}, r"precision 'fp8': expected one of auto, fp32, bf16, fp16"),
+        ({"decode_workers": -2}, r"decode_workers -2: give -1"),
     ],
 )
-def test_parameter_errors(embed_dataset_dir, model_dir, tmp_path, kwargs, message):
+def test_parameter_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        embed_dataset(embed_dataset_dir, model_dir, tmp_path / "o", progress=False, **kwargs)
+        EmbedConfig(**kwargs)
+
+
+def test_config_splits_in_order():
+    assert EmbedConfig().split_names == list(schema.SPLITS)
+    assert EmbedConfig(splits=" production, training ").split_names == [schema.PRODUCTION, schema.TRAINING]
 
 
 def test_pil_and_torchvision_decode_agree(embed_dataset_dir):
@@ -254,7 +271,7 @@ def test_command_line(embed_dataset_dir, model_dir, tmp_path, capsys):
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
-    assert e.value.code == 0 and "--num-shards" in capsys.readouterr().out
+    assert e.value.code == 0 and "--embed-batch-size" in capsys.readouterr().out
     args = ["--dataset", str(embed_dataset_dir), "--model", str(model_dir), "--output", str(tmp_path / "o")]
     assert main([*args, "--splits", "validation", "--summary", str(tmp_path / "s.md"), "--threads", "1"]) == 0
     assert pq.read_table(tmp_path / "o" / schema.EMBED_FILE).num_rows == 40

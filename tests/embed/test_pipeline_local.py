@@ -29,7 +29,7 @@ def test_train_and_embed_in_a_local_pipeline(tmp_path, fashion_dir):
             dataset=data.outputs["dataset"],
             model=trained.outputs["model"],
             splits="validation,production",
-            batch_size=64,
+            embed_batch_size=64,
         )
 
     train_embed()
@@ -59,7 +59,14 @@ def test_component_specs():
     assert train_spec.inputs["profile"].default == "local" and train_spec.inputs["max_steps"].default == -1
     assert "/fashion-drift-train:" in train_spec.implementation.container.image
     embed_spec = embed_component().component_spec
-    assert set(embed_spec.inputs) >= {"dataset", "model", "splits", "shard_index", "num_shards", "batch_size"}
+    assert set(embed_spec.inputs) == {
+        "dataset",
+        "model",
+        "splits",
+        "shard_index",
+        "num_shards",
+        "embed_batch_size",
+    }
     assert set(embed_spec.outputs) == {"embeddings", "summary"}
     assert embed_spec.inputs["splits"].default == "training,validation,production"
     assert "/fashion-drift-embed:" in embed_spec.implementation.container.image

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.data.build import DataConfig, build_dataset
+from components.data.build import build_dataset
+from components.data.config import DataConfig
 
 # The tests share two busy cores with other jobs: one intra-op thread is the fast setting.
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Preprocessing: shapes, geometry read from image processors, batched == per image."""
+"""Preprocessing (``components.common.preprocess``, shared with embed): shapes, geometry, batched == per image."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, ConvNextImageProcessor
 
-from components.train.preprocess import (
+from components.common.preprocess import (
     ImageGeometry,
-    collate,
     eval_transform,
     local_image_processor,
     pil_to_rgb_tensor,
     train_transform,
 )
+from components.train.train import collate
 
 
 def grey_image(seed: int = 0) -> Image.Image:

@@ -14,8 +14,12 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from components.common import schema
+from components.common.files import TRAINING_SUMMARY_FILE as SUMMARY_FILE
+from components.common.model_folder import check_model_folder, load_summary, weights_version
 from components.common.schema import DatasetColumns as C
-from components.train.train import SUMMARY_FILE, TrainConfig, load_splits, train_model, weights_version
+from components.train.config import TrainConfig
+from components.train.train import load_training_splits as load_splits
+from components.train.train import train_model
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +44,18 @@ def test_model_folder_is_complete(short_run):
     summary = json.loads((folder / SUMMARY_FILE).read_text())
     assert summary["model_version"] == short_run.model_version == weights_version(folder)
     assert len(summary["model_version"]) == 16
+    assert load_summary(folder) == summary
+    check_model_folder(folder)  # what embed checks before loading
     assert summary["metrics"]["accuracy"] == short_run.metrics["accuracy"]
-    assert 0.0 <= summary["metrics"]["accuracy"] <= 1.0
     assert summary["metrics"]["steps"] == 40
     assert summary["class_names"] == list(schema.CLASS_NAMES)
-    # the confusion matrix counts every validation row
-    assert sum(map(sum, short_run.confusion_matrix)) == 100
+    # the confusion matrix counts every validation row, and the accuracy is its diagonal's share
+    matrix = np.asarray(short_run.confusion_matrix)
+    assert matrix.sum() == 100
+    assert summary["metrics"]["accuracy"] == np.trace(matrix) / 100
+    # the summary records the resolved configuration, not the run-only checkpoint settings
+    assert summary["config"]["batch_size"] == 32 and summary["config"]["image_size"] == 32
+    assert "checkpoints" not in summary["config"] and "keep_checkpoints" not in summary["config"]
     processor = AutoImageProcessor.from_pretrained(folder)
     assert processor.size["shortest_edge"] == 32
     model = AutoModelForImageClassification.from_pretrained(folder)
@@ -120,9 +130,29 @@ def test_config_errors(kwargs, message):
 
 
 def test_profile_defaults():
-    assert TrainConfig().model_name == "" and TrainConfig().image_size == 32
+    local = TrainConfig()
+    assert (local.model_name, local.image_size, local.epochs, local.batch_size) == ("", 32, 4.0, 128)
+    assert (local.learning_rate, local.weight_decay, local.min_crop_scale) == (3e-3, 0.05, 1.0)
     cluster = TrainConfig(profile="cluster")
     assert cluster.model_name == "microsoft/resnet-50" and cluster.image_size == 224
+    assert (cluster.batch_size, cluster.learning_rate, cluster.weight_decay) == (32, 5e-5, 0.0)
+    # a value given wins over the profile's default; 0 (or -1 for weight_decay) takes the default
+    given = TrainConfig(profile="cluster", batch_size=8, weight_decay=0.1, epochs=0.5)
+    assert (given.batch_size, given.weight_decay, given.epochs, given.learning_rate) == (8, 0.1, 0.5, 5e-5)
+
+
+def test_command_line_builds_the_config():
+    from components.common.config import config_from_args
+    from components.train.__main__ import parser
+
+    args = parser().parse_args(
+        ["--dataset", "d", "--output", "m", "--profile", "cluster", "--max-steps", "5", "--keep-checkpoints"]
+    )
+    config = config_from_args(TrainConfig, args)
+    assert (config.profile, config.max_steps, config.keep_checkpoints) == ("cluster", 5, True)
+    assert (config.batch_size, config.checkpoints) == (32, "")
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--dataset", "d", "--output", "m", "--profile", "laptop"])
 
 
 def test_unreachable_hub_model_names_the_local_profile(tmp_path):
@@ -141,13 +171,12 @@ def test_unreachable_hub_model_names_the_local_profile(tmp_path):
 
 def test_resumes_from_last_checkpoint(small_dataset, tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
-    cfg = dict(batch_size=100, learning_rate=3e-3, threads=1)  # 3 steps per epoch on 300 rows
-    first = train_model(
-        small_dataset, tmp_path / "m1", TrainConfig(epochs=1, **cfg), ckpt, keep_checkpoints=True
-    )
+    # 3 steps per epoch on 300 rows
+    cfg = dict(batch_size=100, learning_rate=3e-3, threads=1, checkpoints=str(ckpt))
+    first = train_model(small_dataset, tmp_path / "m1", TrainConfig(epochs=1, keep_checkpoints=True, **cfg))
     assert first.metrics["steps"] == 3 and (ckpt / "checkpoint-3").is_dir()
     capsys.readouterr()
-    second = train_model(small_dataset, tmp_path / "m2", TrainConfig(epochs=2, **cfg), ckpt)
+    second = train_model(small_dataset, tmp_path / "m2", TrainConfig(epochs=2, **cfg))
     assert "resuming from checkpoint" in capsys.readouterr().out
     assert second.metrics["steps"] == 6 and second.metrics["epochs"] == 2.0
     assert not ckpt.exists()  # removed after a successful run
