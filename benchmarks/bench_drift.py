@@ -19,6 +19,7 @@ import argparse
 import gc
 import multiprocessing as mp
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +31,14 @@ import pyarrow.parquet as pq
 
 from components.common import schema
 from components.drift import io as dio
+from components.drift.config import DriftConfig
 from components.drift.detectors import StreamingCentroid
-from components.drift.stage import DriftConfig, run_drift
-from components.drift.synthetic import write_prepared
+from components.drift.stage import run_drift
+
+# The test fixtures live under tests/ (they never ship in an image); `python benchmarks/bench_drift.py`
+# puts benchmarks/ on sys.path, not the repository root that holds them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fixtures.drift_rows import write_prepared  # noqa: E402
 
 C = schema.PreparedColumns
 MB = 1024 * 1024

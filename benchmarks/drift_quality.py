@@ -34,8 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.common import schema
+from components.drift.config import DriftConfig
 from components.drift.detectors import CalibratedDrift, Sample, default_detectors
-from components.drift.stage import DriftConfig, run_drift
+from components.drift.stage import run_drift
 
 C = schema.PreparedColumns
 DEGRADED_SHARE = 0.2
@@ -179,7 +180,7 @@ def clean_false_alarms(folder: Path, cfg: DriftConfig, windows: int, window_rows
     cal = CalibratedDrift(
         default_detectors(seed, cfg.detector_names),
         false_alarm_rate=cfg.false_alarm_rate,
-        n_resamples=cfg.n_resamples,
+        n_resamples=cfg.drift_resamples,
         seed=seed,
     )
     cal.fit(sample(tr, cfg.reference_size), sample(va, cfg.calibration_size))
@@ -207,7 +208,7 @@ def main() -> None:
         default=0.001,
         help="per window; at the stage's default 0.01, 23 clean days give a false flag in 21%% of runs",
     )
-    ap.add_argument("--n-resamples", type=int, default=5000)
+    ap.add_argument("--drift-resamples", type=int, default=5000)
     ap.add_argument("--detectors", default=DriftConfig().detectors, help="comma-separated subset")
     ap.add_argument("--report-dir", help="keep each seed's HTML report here")
     ap.add_argument("--keep-dir", help="keep each seed's prepared folder here (reused when present)")
@@ -216,7 +217,7 @@ def main() -> None:
         projection="pca",
         thumbnails=False,
         false_alarm_rate=args.false_alarm_rate,
-        n_resamples=args.n_resamples,
+        drift_resamples=args.drift_resamples,
         detectors=args.detectors,
     )
     results = []
@@ -242,7 +243,7 @@ def main() -> None:
             production = pq.read_table(folder / schema.prepared_file(schema.PRODUCTION)).to_pandas()
             res = {"seed": seed, "mode": args.mode, **score_days(result.table, production)}
             res["clean_resamples"] = clean_false_alarms(folder, cfg, args.false_alarm_windows, 200, seed)
-            stage_default = dataclasses.replace(cfg, false_alarm_rate=0.01, n_resamples=1000)
+            stage_default = dataclasses.replace(cfg, false_alarm_rate=0.01, drift_resamples=1000)
             res["clean_resamples_at_0.01"] = clean_false_alarms(
                 folder, stage_default, args.false_alarm_windows, 200, seed
             )

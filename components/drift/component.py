@@ -6,7 +6,24 @@ from typing import NamedTuple
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
+from components.common.config import component_doc
 from components.common.images import ImageSet, build_component
+from components.drift.config import DriftConfig
+
+SUMMARY = (
+    "Calibrated embedding drift per time window: compares production with a baseline, window by "
+    "window, with thresholds calibrated on clean data; writes an HTML report with a UMAP view, "
+    "metrics and a drift table, and returns `alert` (true when any window drifted) for dsl.If."
+)
+CONFIG = DriftConfig
+ARTIFACTS = ("prepared", "baseline", "report", "metrics", "drift_table")
+ARTIFACT_HELP = {
+    "prepared": "prepare-stage folder holding the production rows (production.parquet)",
+    "baseline": "prepare-stage folder holding the baseline split (<baseline_environment>.parquet)",
+    "report": "self-contained HTML report: drift chart, window table, UMAP view, clusters, settings",
+    "metrics": "windows tested and flagged, max centroid distance, thresholds, row counts",
+    "drift_table": "Parquet file, one row per window: rows, accuracy, every detector's score and verdict",
+}
 
 
 def drift(
@@ -16,9 +33,9 @@ def drift(
     metrics: Output[Metrics],
     drift_table: Output[Dataset],
     baseline_environment: str = "training",
-    window: str = "daily",
+    drift_window: str = "daily",
     false_alarm_rate: float = 0.01,
-    n_resamples: int = 1000,
+    drift_resamples: int = 1000,
     min_window_rows: int = 20,
     max_window_rows: int = 1000,
     reference_size: int = 2000,
@@ -32,29 +49,13 @@ def drift(
     thumbnails: bool = True,
     detectors: str = "centroid,cosine,mmd2,softmax_ks,confidence_drop",
     seed: int = 0,
-) -> NamedTuple("Outputs", [("alert", bool)]):
+) -> NamedTuple("Outputs", [("alert", bool)]):  # type: ignore[valid-type]  # the form KFP reads
     """Calibrated embedding drift per time window, UMAP view and HTML report; `alert` for dsl.If."""
-    from components.drift.stage import DriftConfig, run_drift
+    from components.common.config import config_from
+    from components.drift.config import DriftConfig
+    from components.drift.stage import run_drift
 
-    config = DriftConfig(
-        baseline_environment=baseline_environment,
-        window=window,
-        false_alarm_rate=false_alarm_rate,
-        n_resamples=n_resamples,
-        min_window_rows=min_window_rows,
-        max_window_rows=max_window_rows,
-        reference_size=reference_size,
-        calibration_size=calibration_size,
-        projection=projection,
-        umap_sample=umap_sample,
-        umap_epochs=umap_epochs,
-        umap_window=umap_window,
-        positive_class=positive_class,
-        min_cluster_size=min_cluster_size,
-        thumbnails=thumbnails,
-        detectors=detectors,
-        seed=seed,
-    )
+    config = config_from(DriftConfig, locals())
     result = run_drift(prepared.path, baseline.path, report.path, drift_table.path, config)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
@@ -64,4 +65,4 @@ def drift(
 
 def component(images: ImageSet | None = None):
     """The drift stage as a lightweight KFP component (base image: the drift stage's image)."""
-    return build_component(drift, "drift", images)
+    return build_component(drift, "drift", images, doc=component_doc(SUMMARY, DriftConfig, ARTIFACT_HELP))

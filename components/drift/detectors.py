@@ -1,7 +1,10 @@
 """Drift detectors on plain arrays, and their calibration on clean resamples.
 
-Each detector is a small typed object: ``fit(reference)`` then ``score(window)``
-returns one number, larger meaning more drift.  Thresholds are never guessed:
+Each detector is a :class:`Detector`: ``fit(reference)`` then ``score(window)``
+returns one number, larger meaning more drift; ``needs`` says which part of a
+:class:`Sample` it reads.  :data:`DETECTORS` is the one registry: the stage's
+names (:data:`DETECTOR_NAMES`) and its factory (:func:`default_detectors`) come
+from it.  Thresholds are never guessed:
 :class:`CalibratedDrift` draws windows of the same size from held-out clean data,
 scores them, and turns every real window's score into an empirical p-value.  A
 window is flagged when any detector fires, with the family's false-alarm rate
@@ -18,12 +21,17 @@ Usable on any embeddings::
 
 from __future__ import annotations
 
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 import numpy as np
-from scipy.special import kolmogorov
 
-DETECTOR_NAMES = ("centroid", "cosine", "mmd2", "softmax_ks", "confidence_drop")
+# scipy is imported where it is used (SoftmaxKS): the stage's Config imports this module for the
+# detector names, and compiling a pipeline or printing --help must stay fast.
+
 _NULL_CHUNK = 50  # resampled windows scored at once
 
 
@@ -34,6 +42,14 @@ def _window_means(x: np.ndarray, index_sets: np.ndarray) -> np.ndarray:
         idx = index_sets[lo : lo + _NULL_CHUNK]
         out[lo : lo + len(idx)] = x[idx].mean(axis=1, dtype=np.float64)
     return out
+
+
+class Needs(enum.Enum):
+    """The part of a :class:`Sample` a detector reads (embeddings are always there)."""
+
+    EMBEDDINGS = "embeddings"
+    PROBABILITIES = "probabilities"
+    SCORES = "scores"
 
 
 @dataclass(frozen=True)
@@ -69,9 +85,19 @@ class Sample:
 
     @property
     def dim(self) -> int:
+        """Number of embedding dimensions."""
         return int(self.embeddings.shape[1])
 
+    def has(self, needs: Needs) -> bool:
+        """Whether this sample holds what a detector with ``needs`` reads."""
+        if needs is Needs.PROBABILITIES:
+            return self.probabilities is not None
+        if needs is Needs.SCORES:
+            return self.scores is not None
+        return True
+
     def take(self, idx: np.ndarray) -> Sample:
+        """The rows at ``idx`` (an index array or boolean mask)."""
         return Sample(
             self.embeddings[idx],
             None if self.probabilities is None else self.probabilities[idx],
@@ -112,6 +138,7 @@ class StreamingCentroid:
         self.count = 0
 
     def update(self, chunk: np.ndarray) -> StreamingCentroid:
+        """Add the rows of ``chunk`` (rows, dimensions)."""
         chunk = np.asarray(chunk)
         if chunk.ndim != 2:
             raise ValueError(f"chunk: expected a 2-D array (rows, dimensions), got shape {chunk.shape}")
@@ -125,73 +152,121 @@ class StreamingCentroid:
 
     @property
     def centroid(self) -> np.ndarray:
+        """The mean of every row seen."""
         if self.total is None or self.count == 0:
             raise ValueError("no rows seen: the centroid of nothing is undefined")
         return self.total / self.count
 
 
+class Detector(ABC):
+    """A drift score of a window against a fitted reference sample; larger means more drift.
+
+    A subclass sets three class attributes: ``name`` (what the stage's ``detectors`` setting and
+    the drift table's column prefixes use), ``title`` (the report's chart title) and ``needs`` (the
+    part of a :class:`Sample` it reads: when the baseline or the calibration data lack it,
+    :class:`CalibratedDrift` leaves the detector out).  It implements ``fit`` and ``score``, and may
+    override ``null_scores`` with a batched computation that gives the same numbers.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    needs: ClassVar[Needs] = Needs.EMBEDDINGS
+
+    @classmethod
+    def create(cls, seed: int = 0) -> Detector:
+        """A fresh detector for a run with ``seed`` (only detectors that draw samples use it)."""
+        return cls()
+
+    @abstractmethod
+    def fit(self, reference: Sample) -> Self:
+        """Learn what ``score`` compares against from the baseline ``reference``; returns ``self``."""
+
+    @abstractmethod
+    def score(self, window: Sample) -> float:
+        """The drift score of ``window`` against the fitted reference."""
+
+    def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        """Scores of the windows ``pool.take(i)``, one per row ``i`` of ``index_sets`` (B, n)."""
+        return np.array([self.score(pool.take(i)) for i in index_sets], dtype=np.float64)
+
+
 @dataclass
-class CentroidDistance:
+class CentroidDistance(Detector):
     """Euclidean distance between the window's centroid and the baseline's (Arize's number)."""
 
-    name: str = "centroid"
-    needs: str = "embeddings"
+    name: ClassVar[str] = "centroid"
+    title: ClassVar[str] = "centroid distance (Euclidean)"
     _centroid: np.ndarray | None = field(default=None, repr=False)
 
-    def fit(self, reference: Sample) -> CentroidDistance:
+    def fit(self, reference: Sample) -> Self:
+        """Keep the baseline's centroid."""
         self._centroid = reference.embeddings.astype(np.float64).mean(axis=0)
         return self
 
     def score(self, window: Sample) -> float:
+        """Distance between the window's centroid and the baseline's."""
         assert self._centroid is not None, "call fit() first"
         c = window.embeddings.astype(np.float64).mean(axis=0)
         return float(np.linalg.norm(c - self._centroid))
 
     def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(_window_means(pool.embeddings, index_sets) - self._centroid, axis=1)
+        """All resampled windows' distances from their mean vectors, in chunks."""
+        assert self._centroid is not None, "call fit() first"
+        return np.asarray(np.linalg.norm(_window_means(pool.embeddings, index_sets) - self._centroid, axis=1))
 
 
 @dataclass
-class CosineDistance:
+class CosineDistance(Detector):
     """Cosine distance between the window's centroid and the baseline's."""
 
-    name: str = "cosine"
-    needs: str = "embeddings"
+    name: ClassVar[str] = "cosine"
+    title: ClassVar[str] = "centroid cosine distance"
     _centroid: np.ndarray | None = field(default=None, repr=False)
 
-    def fit(self, reference: Sample) -> CosineDistance:
+    def fit(self, reference: Sample) -> Self:
+        """Keep the baseline's centroid."""
         self._centroid = reference.embeddings.astype(np.float64).mean(axis=0)
         return self
 
     def score(self, window: Sample) -> float:
+        """Cosine distance between the window's centroid and the baseline's."""
         assert self._centroid is not None, "call fit() first"
         return cosine_distance(window.embeddings.astype(np.float64).mean(axis=0), self._centroid)
 
     def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        """All resampled windows' distances from their mean vectors, in chunks."""
+        assert self._centroid is not None, "call fit() first"
+        centroid = self._centroid
         means = _window_means(pool.embeddings, index_sets)
-        return np.array([cosine_distance(c, self._centroid) for c in means])
+        return np.array([cosine_distance(c, centroid) for c in means])
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float32, copy=False)
     b = b.astype(np.float32, copy=False)
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.maximum(d, 0.0)
+    return np.asarray(np.maximum(d, 0.0))
 
 
 @dataclass
-class MMD2:
+class MMD2(Detector):
     """Unbiased MMD² with an RBF kernel; bandwidth = median pairwise distance of the baseline."""
 
-    name: str = "mmd2"
-    needs: str = "embeddings"
+    name: ClassVar[str] = "mmd2"
+    title: ClassVar[str] = "MMD² (RBF)"
     max_reference: int = 1000
     seed: int = 0
     _ref: np.ndarray | None = field(default=None, repr=False)
     _gamma: float = 1.0
     _krr: float = 0.0
 
-    def fit(self, reference: Sample) -> MMD2:
+    @classmethod
+    def create(cls, seed: int = 0) -> MMD2:
+        """An MMD² detector whose reference subsample (above ``max_reference`` rows) is drawn with ``seed``."""
+        return cls(seed=seed)
+
+    def fit(self, reference: Sample) -> Self:
+        """Keep (a subsample of) the baseline, its kernel bandwidth and its mean self-similarity."""
         x = reference.embeddings
         if len(x) < 2:
             raise ValueError("MMD²: the baseline needs at least 2 rows")
@@ -209,12 +284,14 @@ class MMD2:
 
     @property
     def bandwidth(self) -> float:
+        """The RBF kernel's length scale."""
         return float(np.sqrt(1.0 / self._gamma))
 
     def _kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.exp(-self._gamma * _sqdist(a, b))
 
     def score(self, window: Sample) -> float:
+        """The unbiased MMD² estimate between the window and the baseline."""
         assert self._ref is not None, "call fit() first"
         w = window.embeddings
         n = len(w)
@@ -258,22 +335,24 @@ def _ks_statistics(ref_sorted: np.ndarray, windows: np.ndarray) -> np.ndarray:
     i = np.arange(n)
     d_right = np.where(last, np.abs(fr_right - (i + 1) / n), 0.0).max(axis=1)
     d_left = np.where(first, np.abs(fr_left - i / n), 0.0).max(axis=1)
-    return np.maximum(d_right, d_left)
+    return np.asarray(np.maximum(d_right, d_left))
 
 
 @dataclass
-class SoftmaxKS:
+class SoftmaxKS(Detector):
     """Black-box shift detection: KS test per class probability, Bonferroni-combined.
 
     The score is ``-log10`` of the Bonferroni p-value (asymptotic KS distribution);
     the verdict still comes from calibration, since softmax outputs have ties.
     """
 
-    name: str = "softmax_ks"
-    needs: str = "probabilities"
+    name: ClassVar[str] = "softmax_ks"
+    title: ClassVar[str] = "softmax KS, -log10 Bonferroni p"
+    needs: ClassVar[Needs] = Needs.PROBABILITIES
     _ref_sorted: np.ndarray | None = field(default=None, repr=False)
 
-    def fit(self, reference: Sample) -> SoftmaxKS:
+    def fit(self, reference: Sample) -> Self:
+        """Keep each class probability of the baseline, sorted."""
         if reference.probabilities is None:
             raise ValueError("softmax KS: the baseline has no probabilities")
         self._ref_sorted = np.sort(reference.probabilities, axis=0)
@@ -281,14 +360,16 @@ class SoftmaxKS:
 
     def _p_values(self, probs: np.ndarray) -> np.ndarray:
         """Bonferroni p-value of each window in ``probs`` (B, n, classes)."""
+        from scipy.special import kolmogorov
+
         assert self._ref_sorted is not None, "call fit() first"
         m, k = self._ref_sorted.shape
         n = probs.shape[1]
         d = np.stack([_ks_statistics(self._ref_sorted[:, j], probs[:, :, j]) for j in range(k)], axis=1)
         p = kolmogorov(d * np.sqrt(m * n / (m + n)))
-        return np.minimum(1.0, k * p.min(axis=1))
+        return np.asarray(np.minimum(1.0, k * p.min(axis=1)))
 
-    def _check(self, window: Sample) -> None:
+    def _probabilities(self, window: Sample) -> np.ndarray:
         assert self._ref_sorted is not None, "call fit() first"
         if window.probabilities is None:
             raise ValueError("softmax KS: the window has no probabilities")
@@ -297,61 +378,96 @@ class SoftmaxKS:
                 f"softmax KS: window has {window.probabilities.shape[1]} classes, "
                 f"the baseline {self._ref_sorted.shape[1]}"
             )
+        return window.probabilities
 
     def p_value(self, window: Sample) -> float:
-        self._check(window)
-        return float(self._p_values(window.probabilities[None])[0])
+        """The Bonferroni-combined asymptotic KS p-value of ``window`` against the baseline."""
+        return float(self._p_values(self._probabilities(window)[None])[0])
 
     def score(self, window: Sample) -> float:
+        """``-log10`` of :meth:`p_value`."""
         return float(-np.log10(max(self.p_value(window), 1e-300)))
 
     def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
-        self._check(pool)
+        """Scores of many resampled windows of ``pool``, in chunks."""
+        probs = self._probabilities(pool)
         out = np.empty(len(index_sets))
         for lo in range(0, len(index_sets), _NULL_CHUNK):
             idx = index_sets[lo : lo + _NULL_CHUNK]
-            out[lo : lo + len(idx)] = -np.log10(np.maximum(self._p_values(pool.probabilities[idx]), 1e-300))
+            out[lo : lo + len(idx)] = -np.log10(np.maximum(self._p_values(probs[idx]), 1e-300))
         return out
 
 
 @dataclass
-class ConfidenceDrop:
+class ConfidenceDrop(Detector):
     """Fall of the mean prediction score from the baseline's."""
 
-    name: str = "confidence_drop"
-    needs: str = "scores"
+    name: ClassVar[str] = "confidence_drop"
+    title: ClassVar[str] = "confidence drop"
+    needs: ClassVar[Needs] = Needs.SCORES
     _mean: float = 0.0
 
-    def fit(self, reference: Sample) -> ConfidenceDrop:
+    def fit(self, reference: Sample) -> Self:
+        """Keep the baseline's mean prediction score."""
         if reference.scores is None:
             raise ValueError("confidence drop: the baseline has no scores")
         self._mean = float(reference.scores.astype(np.float64).mean())
         return self
 
     def score(self, window: Sample) -> float:
+        """The baseline's mean score minus the window's."""
         if window.scores is None:
             raise ValueError("confidence drop: the window has no scores")
         return float(self._mean - window.scores.astype(np.float64).mean())
 
     def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
-        return self._mean - pool.scores.astype(np.float64)[index_sets].mean(axis=1)
+        """All resampled windows' drops at once."""
+        if pool.scores is None:
+            raise ValueError("confidence drop: the calibration data have no scores")
+        return np.asarray(self._mean - pool.scores.astype(np.float64)[index_sets].mean(axis=1))
 
 
-def default_detectors(seed: int = 0, names: tuple[str, ...] | list[str] = DETECTOR_NAMES) -> list:
-    """Fresh detector objects, by name (all of them by default)."""
-    unknown = [n for n in names if n not in DETECTOR_NAMES]
+# The one registry, in the order the stage runs and reports them.
+DETECTORS: dict[str, type[Detector]] = {
+    cls.name: cls for cls in (CentroidDistance, CosineDistance, MMD2, SoftmaxKS, ConfidenceDrop)
+}
+DETECTOR_NAMES: tuple[str, ...] = tuple(DETECTORS)
+
+
+def check_detector_names(names: Sequence[str]) -> None:
+    """Raise a ValueError naming the ``detectors`` setting unless ``names`` is a non-empty list of known ones."""
+    unknown = [n for n in names if n not in DETECTORS]
     if unknown or not names:
         raise ValueError(
             f"detectors {list(names)}: expected a non-empty list from {', '.join(DETECTOR_NAMES)}"
         )
-    every = {
-        "centroid": CentroidDistance,
-        "cosine": CosineDistance,
-        "mmd2": lambda: MMD2(seed=seed),
-        "softmax_ks": SoftmaxKS,
-        "confidence_drop": ConfidenceDrop,
-    }
-    return [every[n]() for n in names]
+
+
+def default_detectors(seed: int = 0, names: Sequence[str] = DETECTOR_NAMES) -> list[Detector]:
+    """Fresh detector objects, by name (all of them by default)."""
+    check_detector_names(names)
+    return [DETECTORS[n].create(seed) for n in names]
+
+
+def min_resamples(false_alarm_rate: float) -> int:
+    """The fewest clean resamples that calibrate ``false_alarm_rate``: 5 beyond the threshold, 100 at least."""
+    return max(100, int(np.ceil(5 / false_alarm_rate)))
+
+
+def check_calibration(
+    false_alarm_rate: float,
+    resamples: int,
+    rate_name: str = "false_alarm_rate",
+    resamples_name: str = "n_resamples",
+) -> None:
+    """Raise a ValueError naming the setting when the rate or the number of resamples cannot work."""
+    if not 0.0 < false_alarm_rate < 0.5:
+        raise ValueError(f"{rate_name}={false_alarm_rate}: expected a value in (0, 0.5), e.g. 0.01")
+    least = min_resamples(false_alarm_rate)
+    if resamples < least:
+        raise ValueError(
+            f"{resamples_name}={resamples}: too few for {rate_name}={false_alarm_rate}; use at least {least}"
+        )
 
 
 @dataclass(frozen=True)
@@ -367,19 +483,24 @@ class DetectorResult:
 
 @dataclass(frozen=True)
 class WindowVerdict:
+    """Every detector on one window, or none when the window is too small to test."""
+
     n_rows: int
     status: str  # "ok" or "too_few_rows"
     detectors: tuple[DetectorResult, ...]
 
     @property
     def flagged(self) -> bool:
+        """Tested, and at least one detector fired."""
         return self.status == "ok" and any(d.drifted for d in self.detectors)
 
     @property
     def fired(self) -> list[str]:
+        """Names of the detectors that fired."""
         return [d.name for d in self.detectors if d.drifted]
 
     def by_name(self, name: str) -> DetectorResult:
+        """The result of the detector called ``name`` (KeyError when it did not run)."""
         for d in self.detectors:
             if d.name == name:
                 return d
@@ -387,7 +508,9 @@ class WindowVerdict:
 
 
 @dataclass
-class _Null:
+class NullDistribution:
+    """Every detector's scores on clean resampled windows of one size, and the levels they give."""
+
     scores: dict[str, np.ndarray]  # detector -> sorted null scores
     family_p: float  # per-detector p-value threshold holding the family rate
     thresholds: dict[str, float]  # detector -> score threshold at family_p
@@ -409,19 +532,13 @@ class CalibratedDrift:
 
     def __init__(
         self,
-        detectors: list | None = None,
+        detectors: list[Detector] | None = None,
         false_alarm_rate: float = 0.01,
         n_resamples: int = 1000,
         min_rows: int = 20,
         seed: int = 0,
     ) -> None:
-        if not 0.0 < false_alarm_rate < 0.5:
-            raise ValueError(f"false_alarm_rate={false_alarm_rate}: expected a value in (0, 0.5), e.g. 0.01")
-        if n_resamples < max(100, int(np.ceil(5 / false_alarm_rate))):
-            raise ValueError(
-                f"n_resamples={n_resamples}: too few for false_alarm_rate={false_alarm_rate}; "
-                f"use at least {max(100, int(np.ceil(5 / false_alarm_rate)))}"
-            )
+        check_calibration(false_alarm_rate, n_resamples)
         if min_rows < 2:
             raise ValueError(f"min_rows={min_rows}: expected at least 2")
         self.detectors = detectors if detectors is not None else default_detectors(seed)
@@ -431,9 +548,13 @@ class CalibratedDrift:
         self.seed = seed
         self._pool: Sample | None = None
         self._reference: Sample | None = None
-        self._nulls: dict[int, _Null] = {}
+        self._nulls: dict[int, NullDistribution] = {}
 
     def fit(self, reference: Sample, pool: Sample) -> CalibratedDrift:
+        """Fit the detectors on ``reference``; keep ``pool`` to draw null windows from.
+
+        Detectors whose ``needs`` the reference or the pool lack are left out (see :attr:`names`).
+        """
         if len(reference) < self.min_rows:
             raise ValueError(f"baseline: {len(reference)} rows, need at least min_rows={self.min_rows}")
         if len(pool) < self.min_rows:
@@ -442,25 +563,24 @@ class CalibratedDrift:
                 "(validation rows, or baseline rows held out from the reference)"
             )
         _check_same_dim(reference, pool, "calibration data")
-        active = []
-        for det in self.detectors:
-            if det.needs == "probabilities" and (
-                reference.probabilities is None or pool.probabilities is None
-            ):
-                continue
-            if det.needs == "scores" and (reference.scores is None or pool.scores is None):
-                continue
-            active.append(det.fit(reference))
-        self.detectors = active
+        self.detectors = [
+            det.fit(reference) for det in self.detectors if reference.has(det.needs) and pool.has(det.needs)
+        ]
         self._reference, self._pool = reference, pool
         self._nulls = {}
         return self
 
     @property
     def names(self) -> list[str]:
+        """The detectors that run, in order."""
         return [d.name for d in self.detectors]
 
-    def null(self, n: int) -> _Null:
+    @property
+    def family_levels(self) -> dict[int, float]:
+        """Per window size drawn so far, the per-detector p-value level that holds the family rate."""
+        return {n: self._nulls[n].family_p for n in sorted(self._nulls)}
+
+    def null(self, n: int) -> NullDistribution:
         """Null distribution of every detector for windows of ``n`` rows (drawn once, cached)."""
         if self._pool is None:
             raise RuntimeError("call fit() first")
@@ -475,11 +595,7 @@ class CalibratedDrift:
             idx = np.stack([rng.choice(len(pool), n, replace=False) for _ in range(self.n_resamples)])
         scores: dict[str, np.ndarray] = {}
         for det in self.detectors:
-            if hasattr(det, "null_scores"):
-                s = det.null_scores(pool, idx)
-            else:
-                s = np.array([det.score(pool.take(i)) for i in idx])
-            scores[det.name] = s
+            scores[det.name] = det.null_scores(pool, idx)
         # Leave-one-out p-values of each resample under each detector, then the smallest per
         # resample: its alpha-quantile is the per-detector level that holds the family rate.
         b = self.n_resamples
@@ -501,11 +617,12 @@ class CalibratedDrift:
         thresholds = {
             name: (float(s[b - 1 - c]) if 0 <= c < b else float("inf")) for name, s in sorted_scores.items()
         }
-        nul = _Null(sorted_scores, family_p, thresholds)
+        nul = NullDistribution(sorted_scores, family_p, thresholds)
         self._nulls[n] = nul
         return nul
 
     def test(self, window: Sample) -> WindowVerdict:
+        """Every detector's score, threshold, p-value and verdict on ``window``."""
         if self._reference is None:
             raise RuntimeError("call fit() first")
         n = len(window)

@@ -32,23 +32,6 @@ REQUIRED = (
     C.IMAGE_VECTOR,
     C.PROBABILITIES,
 )
-WINDOWS = {"hourly": 3_600_000_000, "daily": 86_400_000_000, "weekly": 7 * 86_400_000_000}
-# 1970-01-01 was a Thursday: shift so weekly windows start on Mondays (UTC).
-_WEEK_OFFSET_US = 3 * 86_400_000_000
-
-
-def window_keys(ts_us: np.ndarray, window: str) -> np.ndarray:
-    """Integer window index of each timestamp (microseconds since the epoch, UTC)."""
-    if window not in WINDOWS:
-        raise ValueError(f"window={window!r}: expected one of {', '.join(WINDOWS)}")
-    if window == "weekly":
-        return (ts_us + _WEEK_OFFSET_US) // WINDOWS[window]
-    return ts_us // WINDOWS[window]
-
-
-def window_start_us(key: int, window: str) -> int:
-    start = int(key) * WINDOWS[window]
-    return start - _WEEK_OFFSET_US if window == "weekly" else start
 
 
 @dataclass
@@ -65,6 +48,7 @@ class Rows:
         return len(self.ts)
 
     def take(self, idx: np.ndarray) -> Rows:
+        """The rows at ``idx`` (an index array or boolean mask)."""
         return Rows(
             self.ts[idx],
             self.vectors[idx],
@@ -75,6 +59,7 @@ class Rows:
 
     @staticmethod
     def concat(parts: list[Rows]) -> Rows:
+        """``parts`` one after the other (the meta columns of the first part)."""
         keys = parts[0].meta.keys()
         return Rows(
             np.concatenate([p.ts for p in parts]),
@@ -92,9 +77,11 @@ class Rejected:
     rows: list[tuple[str, str, int, str, str]] = field(default_factory=list)  # env, file, row, id, reason
 
     def add(self, env: str, file: str, row: int, pid: str, reason: str) -> None:
+        """Keep row ``row`` of ``file`` (environment ``env``, prediction ID ``pid``) aside for ``reason``."""
         self.rows.append((env, file, row, pid, reason))
 
     def counts(self) -> dict[str, int]:
+        """Rejected rows per reason."""
         out: dict[str, int] = {}
         for *_, reason in self.rows:
             out[reason] = out.get(reason, 0) + 1
@@ -200,6 +187,7 @@ class Reservoir:
         self.rows: Rows | None = None
 
     def add(self, rows: Rows) -> None:
+        """Offer ``rows`` to the sample."""
         keys = self.rng.random(len(rows))
         if self.rows is None:
             allk, allr = keys, rows

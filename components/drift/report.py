@@ -14,19 +14,14 @@ from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from components.drift.detectors import DETECTORS
 from components.drift.view import Cluster, Colouring
-
-DETECTOR_TITLES = {
-    "centroid": "centroid distance (Euclidean)",
-    "cosine": "centroid cosine distance",
-    "mmd2": "MMD² (RBF)",
-    "softmax_ks": "softmax KS, -log10 Bonferroni p",
-    "confidence_drop": "confidence drop",
-}
 
 
 @dataclass
 class ViewData:
+    """The embedding view's points: 3-D and 2-D coordinates, colourings, hover texts, thumbnails."""
+
     coords3: np.ndarray
     coords2: np.ndarray
     colourings: list[Colouring]
@@ -48,7 +43,7 @@ def drift_chart(table: pd.DataFrame, detectors: list[str]) -> go.Figure:
         shared_xaxes=True,
         vertical_spacing=0.03,
         subplot_titles=["rows per window (red: flagged, orange: too few rows)"]
-        + [DETECTOR_TITLES.get(d, d) for d in detectors],
+        + [DETECTORS[d].title if d in DETECTORS else d for d in detectors],
     )
     x = table["window_start"]
     colours = np.where(table["flagged"], "#d62728", np.where(table["status"] == "ok", "#7f7f7f", "#ff7f0e"))

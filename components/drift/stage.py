@@ -1,88 +1,93 @@
-"""The drift stage: prepared folders in; HTML report, metrics, drift table and alert out."""
+"""The drift stage: prepared folders in; HTML report, metrics, drift table and alert out.
+
+:func:`run_drift` runs the named steps in order, each a function of its own with a small result:
+
+1. :func:`locate_files` and :func:`embedding_dim`: the Parquet files to read and their vector length;
+2. :func:`load_baseline`: reference and calibration samples of the baseline, and its centroid;
+3. :func:`calibrate`: the detectors fitted on the reference, calibrated on the clean sample;
+4. :func:`scan_windows`: one chunked pass over production, window by window;
+5. :func:`build_table`: one row per window (empty ones included) with every detector's verdict;
+6. :func:`summarise`: the metrics, the alert and the summary in words;
+7. :func:`build_view` and :func:`write_report`: the embedding view and the HTML report.
+"""
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from components.common import schema
+from components.common.files import write_text_atomic, write_with_atomic
 from components.drift import io as dio
-from components.drift.detectors import DETECTOR_NAMES, CalibratedDrift, Sample, default_detectors
+from components.drift.config import DriftConfig
+from components.drift.detectors import CalibratedDrift, Sample, default_detectors
 from components.drift.io import C, Rejected, Reservoir, Rows
-from components.drift.view import BASELINE, PRODUCTION, PROJECTIONS
+from components.drift.view import BASELINE, PRODUCTION
+from components.drift.windows import WINDOWS, window_keys, window_start_us
 
-BASELINE_ENVIRONMENTS = (schema.TRAINING, schema.VALIDATION)
+if TYPE_CHECKING:
+    from components.drift.report import ViewData
 
 
 @dataclass(frozen=True)
-class DriftConfig:
-    baseline_environment: str = schema.TRAINING
-    window: str = "daily"
-    false_alarm_rate: float = 0.01
-    n_resamples: int = 1000
-    min_window_rows: int = 20
-    max_window_rows: int = 1000  # detectors run on a uniform sample of at most this many rows
-    reference_size: int = 2000
-    calibration_size: int = 3000
-    projection: str = "umap"  # or "pca" for a quick look
-    umap_sample: int = 3000
-    umap_epochs: int = 200
-    umap_window: str = ""  # start of one window (e.g. 2026-11-20) or "" for the whole range
-    positive_class: str = schema.CLASS_NAMES[0]
-    min_cluster_size: int = 15
-    thumbnails: bool = True
-    detectors: str = ",".join(DETECTOR_NAMES)  # comma-separated subset
-    seed: int = 0
+class DriftInputs:
+    """The Parquet files a run reads; ``calibration`` None: calibrate on held-out baseline rows."""
 
-    @property
-    def detector_names(self) -> list[str]:
-        return [d.strip() for d in self.detectors.split(",") if d.strip()]
+    production: Path
+    baseline: Path
+    calibration: Path | None
 
-    def __post_init__(self) -> None:
-        default_detectors(0, self.detector_names)  # raises on unknown names
-        if self.baseline_environment not in BASELINE_ENVIRONMENTS:
-            raise ValueError(
-                f"baseline_environment={self.baseline_environment!r}: expected one of "
-                f"{', '.join(BASELINE_ENVIRONMENTS)}"
-            )
-        if self.window not in dio.WINDOWS:
-            raise ValueError(f"window={self.window!r}: expected one of {', '.join(dio.WINDOWS)}")
-        if self.projection not in PROJECTIONS:
-            raise ValueError(f"projection={self.projection!r}: expected one of {', '.join(PROJECTIONS)}")
-        if self.positive_class not in schema.CLASS_NAMES:
-            raise ValueError(
-                f"positive_class={self.positive_class!r}: expected one of {', '.join(schema.CLASS_NAMES)}"
-            )
-        for name in (
-            "min_window_rows",
-            "max_window_rows",
-            "reference_size",
-            "calibration_size",
-            "umap_sample",
-        ):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name}={getattr(self, name)}: expected at least 2")
-        if self.max_window_rows < self.min_window_rows:
-            raise ValueError(
-                f"max_window_rows={self.max_window_rows} is below min_window_rows={self.min_window_rows}"
-            )
-        if self.umap_window:
-            try:
-                pd.Timestamp(self.umap_window)
-            except ValueError as err:
-                raise ValueError(
-                    f"umap_window={self.umap_window!r}: expected a date such as 2026-11-20"
-                ) from err
+
+@dataclass(frozen=True)
+class Baseline:
+    """Samples of the baseline: the reference the detectors compare with, and clean calibration rows."""
+
+    reference: Rows
+    calibration: Rows
+    calibration_source: str  # in words, for the summary and the report
+    centroid: np.ndarray  # mean vector of every valid baseline row
+    n_rows: int  # valid baseline rows
+
+
+@dataclass
+class WindowRows:
+    """One production window: running sums over all its rows and a bounded uniform sample of them."""
+
+    sample: Reservoir
+    total: np.ndarray  # sum of the vectors (float64)
+    n_rows: int = 0
+    correct: float = 0.0  # rows whose prediction is the actual label (NaN without labels)
+    score_sum: float = 0.0
+
+    def add(self, rows: Rows) -> None:
+        """Count ``rows`` (all of this window) into the sums and the sample."""
+        self.total += rows.vectors.sum(axis=0, dtype=np.float64)
+        self.n_rows += len(rows)
+        pred, act = rows.meta.get(C.PREDICTION_LABEL), rows.meta.get(C.ACTUAL_LABEL)
+        self.correct += float((pred == act).sum()) if pred is not None and act is not None else np.nan
+        self.score_sum += float(rows.scores.sum(dtype=np.float64))
+        self.sample.add(rows)
+
+
+@dataclass
+class DriftSummary:
+    """The run's figures: metrics (the KFP Metrics artifact), the alert, and the summary in words."""
+
+    metrics: dict[str, float]
+    alert: bool
+    lines: list[str] = field(default_factory=list)
 
 
 @dataclass
 class DriftResult:
+    """What :func:`run_drift` returns: the drift table, metrics, alert, summary and rejected rows."""
+
     table: pd.DataFrame
     metrics: dict[str, float]
     alert: bool
@@ -90,12 +95,88 @@ class DriftResult:
     rejected: Rejected
 
 
+def run_drift(
+    prepared: str | Path,
+    baseline: str | Path,
+    report_path: str | Path | None,
+    table_path: str | Path | None,
+    config: DriftConfig | None = None,
+) -> DriftResult:
+    """Compare production windows against the baseline; write the report and the drift table.
+
+    ``prepared`` holds the production rows, ``baseline`` the baseline split (both prepare-stage
+    folders, often the same); ``report_path`` / ``table_path`` None: that output is not written.
+    """
+    cfg = config or DriftConfig()
+    t0 = time.time()
+    rejected = Rejected()
+    inputs = locate_files(prepared, baseline, cfg)
+    dim = embedding_dim(inputs)
+    base = load_baseline(inputs, dim, cfg, rejected)
+    detectors = calibrate(base, cfg)
+    windows = scan_windows(inputs.production, dim, cfg, rejected)
+    table = build_table(windows, detectors, base.centroid, cfg)
+    summary = summarise(table, detectors.names, cfg, base, rejected)
+    if report_path is not None:
+        view, notes = build_view(base.reference, windows, cfg)
+        summary.lines.extend(notes)
+        facts = report_facts(inputs, base, table, detectors, cfg, rejected)
+        write_report(report_path, table, detectors.names, summary.lines, view, facts)
+    if table_path is not None:
+        write_with_atomic(table_path, lambda tmp: table.to_parquet(tmp, index=False))
+    m = summary.metrics
+    print(
+        f"drift: {int(m['windows_tested'])} windows tested, {int(m['windows_flagged'])} flagged, "
+        f"alert={summary.alert}, max centroid distance {m['max_centroid_distance']:.4g}, "
+        f"{len(rejected.rows)} rows rejected, {time.time() - t0:.1f} s"
+    )
+    return DriftResult(table, summary.metrics, summary.alert, summary.lines, rejected)
+
+
+# 1. Files and dimensions ---------------------------------------------------------------------------
+
+
 def _file(folder: str | Path, env: str) -> Path:
     return Path(folder) / schema.prepared_file(env)
 
 
+def locate_files(prepared: str | Path, baseline: str | Path, cfg: DriftConfig) -> DriftInputs:
+    """The production, baseline and calibration files; FileNotFoundError names a missing one.
+
+    Calibration rows: validation rows from the baseline folder, else from ``prepared``, unless the
+    baseline is the validation split itself; otherwise none (baseline rows are held out instead).
+    """
+    production = _file(prepared, schema.PRODUCTION)
+    base = _file(baseline, cfg.baseline_environment)
+    for path, what in ((production, "production rows"), (base, f"{cfg.baseline_environment} baseline rows")):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; the drift stage needs the {what} there")
+    calibration = None
+    if cfg.baseline_environment != schema.VALIDATION:
+        found = [_file(f, schema.VALIDATION) for f in (baseline, prepared)]
+        calibration = next((p for p in found if p.is_file()), None)
+    return DriftInputs(production, base, calibration)
+
+
+def embedding_dim(inputs: DriftInputs) -> int:
+    """The baseline's vector length; ValueError when there is none or production's differs."""
+    dim = dio.dominant_dim(inputs.baseline)
+    if dim == 0:
+        raise ValueError(f"{inputs.baseline}: no rows with an {C.IMAGE_VECTOR}; the baseline is empty")
+    prod_dim = dio.dominant_dim(inputs.production)
+    if prod_dim and prod_dim != dim:
+        raise ValueError(
+            f"{inputs.production}: {C.IMAGE_VECTOR} has {prod_dim} values, the baseline {inputs.baseline} "
+            f"has {dim}; baseline and production must come from the same model"
+        )
+    return dim
+
+
+# 2. Baseline samples -------------------------------------------------------------------------------
+
+
 def _sample_file(
-    path: Path, env: str, dim: int, cap: int, rng, rejected: Rejected
+    path: Path, env: str, dim: int, cap: int, rng: np.random.Generator, rejected: Rejected
 ) -> tuple[Rows | None, np.ndarray, int]:
     """A uniform sample of ``cap`` valid rows, plus the sum of all valid vectors and their count."""
     res = Reservoir(cap, rng)
@@ -108,147 +189,134 @@ def _sample_file(
     return res.rows, total, count
 
 
-def _to_sample(rows: Rows) -> Sample:
-    return Sample(rows.vectors, rows.probabilities, rows.scores)
-
-
-def _text(values: np.ndarray | None, n: int) -> np.ndarray:
-    return np.full(n, "", dtype=object) if values is None else values.astype(object)
-
-
-def run_drift(
-    prepared: str | Path,
-    baseline: str | Path,
-    report_path: str | Path | None,
-    table_path: str | Path | None,
-    config: DriftConfig | None = None,
-) -> DriftResult:
-    """Compare production windows against the baseline; write the report and the drift table."""
-    cfg = config or DriftConfig()
-    t0 = time.time()
+def load_baseline(inputs: DriftInputs, dim: int, cfg: DriftConfig, rejected: Rejected) -> Baseline:
+    """Sample the reference and the calibration rows (disjoint); unusable rows go to ``rejected``."""
     rng = np.random.default_rng(cfg.seed)
-    prod_path = _file(prepared, schema.PRODUCTION)
-    base_path = _file(baseline, cfg.baseline_environment)
-    for p, what in ((prod_path, "production rows"), (base_path, f"{cfg.baseline_environment} baseline rows")):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: missing; the drift stage needs the {what} there")
-    dim = dio.dominant_dim(base_path)
-    if dim == 0:
-        raise ValueError(f"{base_path}: no rows with an {C.IMAGE_VECTOR}; the baseline is empty")
-    prod_dim = dio.dominant_dim(prod_path)
-    if prod_dim and prod_dim != dim:
-        raise ValueError(
-            f"{prod_path}: {C.IMAGE_VECTOR} has {prod_dim} values, the baseline {base_path} has {dim}; "
-            "baseline and production must come from the same model"
-        )
-    rejected = Rejected()
-
-    # Calibration data: validation rows when present (and not the baseline), else held-out baseline rows.
-    cal_path = None
-    if cfg.baseline_environment != schema.VALIDATION:
-        for folder in (baseline, prepared):
-            if _file(folder, schema.VALIDATION).is_file():
-                cal_path = _file(folder, schema.VALIDATION)
-                break
-    if cal_path is not None:
+    env = cfg.baseline_environment
+    if inputs.calibration is not None:
         ref_rows, base_sum, base_n = _sample_file(
-            base_path, cfg.baseline_environment, dim, cfg.reference_size, rng, rejected
+            inputs.baseline, env, dim, cfg.reference_size, rng, rejected
         )
-        cal_rows, _, _ = _sample_file(cal_path, schema.VALIDATION, dim, cfg.calibration_size, rng, rejected)
-        calibration_source = f"validation rows ({cal_path})"
+        cal_rows, _, _ = _sample_file(
+            inputs.calibration, schema.VALIDATION, dim, cfg.calibration_size, rng, rejected
+        )
+        source = f"validation rows ({inputs.calibration})"
     else:
-        both, base_sum, base_n = _sample_file(
-            base_path, cfg.baseline_environment, dim, cfg.reference_size + cfg.calibration_size, rng, rejected
-        )
+        cap = cfg.reference_size + cfg.calibration_size
+        both, base_sum, base_n = _sample_file(inputs.baseline, env, dim, cap, rng, rejected)
         if both is None or len(both) < 2 * cfg.min_window_rows:
             raise ValueError(
-                f"{base_path}: {0 if both is None else len(both)} usable rows; holding out calibration data "
-                f"needs at least {2 * cfg.min_window_rows}"
+                f"{inputs.baseline}: {0 if both is None else len(both)} usable rows; holding out "
+                f"calibration data needs at least {2 * cfg.min_window_rows}"
             )
         perm = rng.permutation(len(both))
         n_ref = min(cfg.reference_size, len(both) // 2)
         ref_rows, cal_rows = both.take(np.sort(perm[:n_ref])), both.take(np.sort(perm[n_ref:]))
-        calibration_source = f"baseline rows held out from the reference ({len(cal_rows)} rows)"
+        source = f"baseline rows held out from the reference ({len(cal_rows)} rows)"
     if ref_rows is None or cal_rows is None:
-        raise ValueError(f"{base_path}: no usable rows (see the rejected-row reasons)")
+        raise ValueError(f"{inputs.baseline}: no usable rows (see the rejected-row reasons)")
+    return Baseline(ref_rows, cal_rows, source, base_sum / max(base_n, 1), base_n)
 
-    cal = CalibratedDrift(
+
+# 3. Calibration ------------------------------------------------------------------------------------
+
+
+def _to_sample(rows: Rows) -> Sample:
+    return Sample(rows.vectors, rows.probabilities, rows.scores)
+
+
+def calibrate(base: Baseline, cfg: DriftConfig) -> CalibratedDrift:
+    """The chosen detectors fitted on the reference, with thresholds calibrated on the clean rows."""
+    return CalibratedDrift(
         detectors=default_detectors(cfg.seed, cfg.detector_names),
         false_alarm_rate=cfg.false_alarm_rate,
-        n_resamples=cfg.n_resamples,
+        n_resamples=cfg.drift_resamples,
         min_rows=cfg.min_window_rows,
         seed=cfg.seed,
-    ).fit(_to_sample(ref_rows), _to_sample(cal_rows))
-    names = cal.names
-    base_centroid = base_sum / max(base_n, 1)
+    ).fit(_to_sample(base.reference), _to_sample(base.calibration))
 
-    # One chunked pass over production: per-window sums and a bounded sample per window.
-    sums: dict[int, np.ndarray] = {}
-    stats: dict[int, list[float]] = {}  # n, correct, score sum
-    samples: dict[int, Reservoir] = {}
-    for rows in tqdm(
-        dio.iter_rows(prod_path, schema.PRODUCTION, dim, rejected), desc="production", unit="chunk"
-    ):
-        keys = dio.window_keys(rows.ts, cfg.window)
-        pred = rows.meta.get(C.PREDICTION_LABEL)
-        act = rows.meta.get(C.ACTUAL_LABEL)
+
+# 4. Production windows -----------------------------------------------------------------------------
+
+
+def scan_windows(path: Path, dim: int, cfg: DriftConfig, rejected: Rejected) -> dict[int, WindowRows]:
+    """One chunked pass over production: each window's sums and sample, by window key."""
+    windows: dict[int, WindowRows] = {}
+    for rows in tqdm(dio.iter_rows(path, schema.PRODUCTION, dim, rejected), desc="production", unit="chunk"):
+        keys = window_keys(rows.ts, cfg.drift_window)
         for key in np.unique(keys):
-            m = np.flatnonzero(keys == key)
             k = int(key)
-            if k not in sums:
-                sums[k] = np.zeros(dim, dtype=np.float64)
-                stats[k] = [0.0, 0.0, 0.0]
-                samples[k] = Reservoir(cfg.max_window_rows, np.random.default_rng([cfg.seed, k & 0xFFFFFFFF]))
-            sums[k] += rows.vectors[m].sum(axis=0, dtype=np.float64)
-            stats[k][0] += len(m)
-            stats[k][1] += (
-                float((pred[m] == act[m]).sum()) if pred is not None and act is not None else np.nan
-            )
-            stats[k][2] += float(rows.scores[m].sum(dtype=np.float64))
-            samples[k].add(rows.take(m))
-    if not sums:
-        raise ValueError(f"{prod_path}: no usable production rows (rejected: {rejected.counts() or 'none'})")
+            if k not in windows:
+                rng = np.random.default_rng([cfg.seed, k & 0xFFFFFFFF])
+                windows[k] = WindowRows(Reservoir(cfg.max_window_rows, rng), np.zeros(dim, dtype=np.float64))
+            windows[k].add(rows.take(np.flatnonzero(keys == key)))
+    if not windows:
+        raise ValueError(f"{path}: no usable production rows (rejected: {rejected.counts() or 'none'})")
+    return windows
 
-    records = []
-    all_keys = range(min(sums), max(sums) + 1)
-    for k in tqdm(all_keys, desc="windows", unit="window"):
-        start = pd.Timestamp(dio.window_start_us(k, cfg.window), unit="us", tz="UTC")
-        end = start + pd.Timedelta(microseconds=dio.WINDOWS[cfg.window])
-        rec: dict = {"window_start": start, "window_end": end}
-        if k not in sums:
-            rec.update(n_rows=0, status="empty", accuracy=np.nan, mean_score=np.nan, centroid_distance=np.nan)
-        else:
-            n, correct, ssum = stats[k]
-            centroid = sums[k] / n
-            rec.update(
-                n_rows=int(n),
-                accuracy=correct / n,
-                mean_score=ssum / n,
-                centroid_distance=float(np.linalg.norm(centroid - base_centroid)),
-            )
-            verdict = cal.test(_to_sample(samples[k].rows))
-            rec["status"] = verdict.status
-            for r in verdict.detectors:
-                rec[f"{r.name}_score"] = r.score
-                rec[f"{r.name}_threshold"] = r.threshold
-                rec[f"{r.name}_p_value"] = r.p_value
-                rec[f"{r.name}_fired"] = r.drifted
-        records.append(rec)
+
+# 5. The drift table --------------------------------------------------------------------------------
+
+
+def window_record(
+    key: int, window: WindowRows | None, detectors: CalibratedDrift, centroid: np.ndarray, cfg: DriftConfig
+) -> dict[str, object]:
+    """The drift table's row of window ``key`` (``window`` None: no production rows there)."""
+    start = pd.Timestamp(window_start_us(key, cfg.drift_window), unit="us", tz="UTC")
+    end = start + pd.Timedelta(microseconds=WINDOWS[cfg.drift_window])
+    rec: dict[str, object] = {"window_start": start, "window_end": end}
+    if window is None:
+        rec.update(n_rows=0, status="empty", accuracy=np.nan, mean_score=np.nan, centroid_distance=np.nan)
+        return rec
+    n = window.n_rows
+    rec.update(
+        n_rows=n,
+        accuracy=window.correct / n,
+        mean_score=window.score_sum / n,
+        centroid_distance=float(np.linalg.norm(window.total / n - centroid)),
+    )
+    assert window.sample.rows is not None  # a window exists once it has a row
+    verdict = detectors.test(_to_sample(window.sample.rows))
+    rec["status"] = verdict.status
+    for r in verdict.detectors:
+        rec[f"{r.name}_score"] = r.score
+        rec[f"{r.name}_threshold"] = r.threshold
+        rec[f"{r.name}_p_value"] = r.p_value
+        rec[f"{r.name}_fired"] = r.drifted
+    return rec
+
+
+def build_table(
+    windows: dict[int, WindowRows], detectors: CalibratedDrift, centroid: np.ndarray, cfg: DriftConfig
+) -> pd.DataFrame:
+    """One row per window from the first to the last (empty ones included), every detector's verdict."""
+    keys = range(min(windows), max(windows) + 1)
+    records = [
+        window_record(k, windows.get(k), detectors, centroid, cfg)
+        for k in tqdm(keys, desc="windows", unit="window")
+    ]
     table = pd.DataFrame.from_records(records)
-    for name in names:
+    names = detectors.names
+    for name in names:  # every detector's columns, also when no window was tested
         for suffix in ("score", "threshold", "p_value"):
             col = f"{name}_{suffix}"
             table[col] = table[col].astype(float) if col in table else np.nan
         col = f"{name}_fired"
         table[col] = table[col].eq(True) if col in table else False
-    table["flagged"] = (table["status"] == "ok") & table[[f"{n}_fired" for n in names]].any(axis=1)
-    table["fired"] = [
-        ", ".join(n for n in names if row[f"{n}_fired"])
-        for _, row in table[[f"{n}_fired" for n in names]].iterrows()
-    ]
-    table["window"] = cfg.window
-    family = {n_: cal.null(n_).family_p for n_ in sorted(cal._nulls)}
+    fired = table[[f"{n}_fired" for n in names]]
+    table["flagged"] = (table["status"] == "ok") & fired.any(axis=1)
+    table["fired"] = [", ".join(n for n in names if row[f"{n}_fired"]) for _, row in fired.iterrows()]
+    table["window"] = cfg.drift_window
+    return table
 
+
+# 6. Metrics and summary ----------------------------------------------------------------------------
+
+
+def summarise(
+    table: pd.DataFrame, names: list[str], cfg: DriftConfig, base: Baseline, rejected: Rejected
+) -> DriftSummary:
+    """The metrics, the alert (any window flagged) and the summary in words."""
     ok = table[table["status"] == "ok"]
     flagged = table[table["flagged"]]
     metrics: dict[str, float] = {
@@ -260,53 +328,26 @@ def run_drift(
         "max_centroid_distance": float(ok["centroid_distance"].max()) if len(ok) else 0.0,
         "false_alarm_rate": float(cfg.false_alarm_rate),
         "production_rows": float(table["n_rows"].sum()),
-        "baseline_rows": float(base_n),
+        "baseline_rows": float(base.n_rows),
         "rejected_rows": float(len(rejected.rows)),
     }
     for name in names:
         if len(ok):
             metrics[f"threshold_{name}"] = float(ok[f"{name}_threshold"].median())
             metrics[f"max_{name}"] = float(ok[f"{name}_score"].max())
-    alert = bool(len(flagged))
-    summary = _summary(table, names, cfg, rejected, calibration_source)
-
-    view = None
-    if report_path is not None:
-        view = _build_view(ref_rows, samples, table, cfg, summary)
-        from components.drift.report import render
-
-        facts = {
-            "baseline": f"{base_path} ({base_n} rows; reference sample {len(ref_rows)})",
-            "production": f"{prod_path} ({int(table['n_rows'].sum())} rows)",
-            "calibration": calibration_source,
-            "window": cfg.window,
-            "false-alarm rate per window (family)": f"{cfg.false_alarm_rate:g}",
-            "per-detector level holding it": ", ".join(f"n={k}: {v:.4f}" for k, v in family.items()),
-            "resamples per window size": str(cfg.n_resamples),
-            "detectors run on at most": f"{cfg.max_window_rows} rows per window",
-            "rejected rows": ", ".join(f"{r}: {c}" for r, c in rejected.counts().items()) or "none",
-            "settings": ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()),
-        }
-        html_text = render(table, names, summary, view, facts)
-        _atomic_write_text(Path(report_path), html_text)
-    if table_path is not None:
-        _atomic_write_parquet(table, Path(table_path))
-    dt = time.time() - t0
-    print(
-        f"drift: {len(ok)} windows tested, {len(flagged)} flagged, alert={alert}, "
-        f"max centroid distance {metrics['max_centroid_distance']:.4g}, {len(rejected.rows)} rows rejected, {dt:.1f} s"
-    )
-    return DriftResult(table, metrics, alert, summary, rejected)
+    lines = summary_lines(table, names, cfg, rejected, base.calibration_source)
+    return DriftSummary(metrics, bool(len(flagged)), lines)
 
 
-def _summary(
+def summary_lines(
     table: pd.DataFrame, names: list[str], cfg: DriftConfig, rejected: Rejected, source: str
 ) -> list[str]:
+    """The summary in words: what drifted, when, how accuracy moved, which detectors fired."""
     ok = table[table["status"] == "ok"]
     flagged = table[table["flagged"]]
-    fmt = "%Y-%m-%d %H:%M" if cfg.window == "hourly" else "%Y-%m-%d"
+    fmt = "%Y-%m-%d %H:%M" if cfg.drift_window == "hourly" else "%Y-%m-%d"
     out = [
-        f"{len(flagged)} of {len(ok)} tested {cfg.window} windows drifted "
+        f"{len(flagged)} of {len(ok)} tested {cfg.drift_window} windows drifted "
         f"(false-alarm rate {cfg.false_alarm_rate:g} per window, thresholds calibrated on {source})."
     ]
     if len(flagged):
@@ -345,38 +386,55 @@ def _summary(
     return out
 
 
-def _build_view(
-    ref_rows: Rows, samples: dict[int, Reservoir], table: pd.DataFrame, cfg: DriftConfig, summary
-):
+# 7. The embedding view and the report --------------------------------------------------------------
+
+
+def _text(values: np.ndarray | None, n: int) -> np.ndarray:
+    return np.full(n, "", dtype=object) if values is None else values.astype(object)
+
+
+def _view_keys(windows: dict[int, WindowRows], cfg: DriftConfig) -> tuple[list[int], str]:
+    """The windows the view shows (all, or ``umap_window``'s) and the view's title."""
+    if not cfg.umap_window:
+        return sorted(windows), "whole range"
+    start = pd.Timestamp(cfg.umap_window)
+    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    k = int(window_keys(np.array([start.value // 1000]), cfg.drift_window)[0])
+    if k not in windows:
+        raise ValueError(
+            f"umap_window={cfg.umap_window!r}: no production rows in that {cfg.drift_window} window"
+        )
+    return [k], f"window {cfg.umap_window}"
+
+
+def build_view(
+    reference: Rows, windows: dict[int, WindowRows], cfg: DriftConfig
+) -> tuple[ViewData | None, list[str]]:
+    """The embedding view and its notes for the summary (view None when there are too few points).
+
+    Baseline and production points (the same share from every window), projected, coloured,
+    clustered, with hover texts and thumbnails.
+    """
     from components.drift import view as v
+    from components.drift.report import ViewData
 
     rng = np.random.default_rng([cfg.seed, 7])
-    keys = sorted(samples)
-    title = "whole range"
-    if cfg.umap_window:
-        start = pd.Timestamp(cfg.umap_window)
-        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-        k = int(dio.window_keys(np.array([start.value // 1000]), cfg.window)[0])
-        if k not in samples:
-            raise ValueError(
-                f"umap_window={cfg.umap_window!r}: no production rows in that {cfg.window} window"
-            )
-        keys = [k]
-        title = f"window {cfg.umap_window}"
+    keys, title = _view_keys(windows, cfg)
+    notes: list[str] = []
     half = cfg.umap_sample // 2
     per = max(1, half // max(len(keys), 1))
     parts = []
     for k in keys:  # stratified: the same share from every window
-        rows = samples[k].rows
+        rows = windows[k].sample.rows
+        assert rows is not None
         take = rng.choice(len(rows), min(per, len(rows)), replace=False)
         parts.append(rows.take(np.sort(take)))
     prod = Rows.concat(parts)
-    base = ref_rows.take(np.sort(rng.choice(len(ref_rows), min(half, len(ref_rows)), replace=False)))
+    base = reference.take(np.sort(rng.choice(len(reference), min(half, len(reference)), replace=False)))
     allr = Rows.concat([base, prod])
     n = len(allr)
     if n < 10:
-        summary.append("Too few points for the embedding view.")
-        return None
+        return None, ["Too few points for the embedding view."]
     dataset = np.array([BASELINE] * len(base) + [PRODUCTION] * len(prod))
     is_prod = dataset == PRODUCTION
     coords3 = v.project(allr.vectors, 3, cfg.projection, cfg.umap_epochs, cfg.seed)
@@ -398,7 +456,7 @@ def _build_view(
     links = [str(x) if x is not None else "" for x in _text(meta.get(C.IMAGE_LINK), n)]
     thumbs, failed = v.load_thumbnails(links) if cfg.thumbnails else ([""] * n, 0)
     if failed:
-        summary.append(f"{failed} of {n} thumbnails could not be read (image links missing or unreachable).")
+        notes.append(f"{failed} of {n} thumbnails could not be read (image links missing or unreachable).")
     if found:
         top = found[0]
         desc = f"The most drifted cluster ({top.size} points) is {top.production_share:.0%} production"
@@ -412,21 +470,44 @@ def _build_view(
                     + ", ".join(f"{a} {b}" for a, b in zip(d_vals, d_counts, strict=True))
                     + ")"
                 )
-        summary.append(desc + f", against {is_prod.mean():.0%} in the whole sample.")
-    from components.drift.report import ViewData
-
-    return ViewData(coords3, coords2, cols, hover, thumbs, found, deg, pred, is_prod, title)
+        notes.append(desc + f", against {is_prod.mean():.0%} in the whole sample.")
+    return ViewData(coords3, coords2, cols, hover, thumbs, found, deg, pred, is_prod, title), notes
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def report_facts(
+    inputs: DriftInputs,
+    base: Baseline,
+    table: pd.DataFrame,
+    detectors: CalibratedDrift,
+    cfg: DriftConfig,
+    rejected: Rejected,
+) -> dict[str, str]:
+    """The report's settings table: inputs, calibration, levels per window size, every setting."""
+    return {
+        "baseline": f"{inputs.baseline} ({base.n_rows} rows; reference sample {len(base.reference)})",
+        "production": f"{inputs.production} ({int(table['n_rows'].sum())} rows)",
+        "calibration": base.calibration_source,
+        "window": cfg.drift_window,
+        "false-alarm rate per window (family)": f"{cfg.false_alarm_rate:g}",
+        "per-detector level holding it": ", ".join(
+            f"n={k}: {v:.4f}" for k, v in detectors.family_levels.items()
+        ),
+        "resamples per window size": str(cfg.drift_resamples),
+        "detectors run on at most": f"{cfg.max_window_rows} rows per window",
+        "rejected rows": ", ".join(f"{r}: {c}" for r, c in rejected.counts().items()) or "none",
+        "settings": ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()),
+    }
 
 
-def _atomic_write_parquet(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(path)
+def write_report(
+    path: str | Path,
+    table: pd.DataFrame,
+    names: list[str],
+    summary: list[str],
+    view: ViewData | None,
+    facts: dict[str, str],
+) -> Path:
+    """Render the self-contained HTML report and write it atomically to ``path``."""
+    from components.drift.report import render
+
+    return write_text_atomic(path, render(table, names, summary, view, facts))

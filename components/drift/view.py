@@ -25,6 +25,7 @@ class Colouring:
 
     @property
     def categorical(self) -> bool:
+        """Whether the colouring has categories (else its values are continuous)."""
         return bool(self.categories)
 
 
@@ -96,6 +97,8 @@ def colourings(
 
 @dataclass(frozen=True)
 class Cluster:
+    """An HDBSCAN cluster of the view, with how much more production it holds than the whole sample."""
+
     label: int
     size: int
     production_share: float  # fraction of the cluster's points that are production
@@ -127,13 +130,13 @@ def thumbnail_uri(data: bytes, size: int = 56) -> str:
     """A small PNG data URI of an image file's bytes."""
     from PIL import Image
 
-    img = Image.open(io.BytesIO(data))
+    img: Image.Image = Image.open(io.BytesIO(data))
     img = img.convert("L" if img.mode in ("L", "I", "F", "1") else "RGB")
     if max(img.size) > size:
         img.thumbnail((size, size))
     elif max(img.size) < size:
         factor = max(1, size // max(img.size))
-        img = img.resize((img.size[0] * factor, img.size[1] * factor), Image.NEAREST)
+        img = img.resize((img.size[0] * factor, img.size[1] * factor), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

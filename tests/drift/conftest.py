@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.drift.synthetic import write_prepared
+from tests.fixtures.drift_rows import write_prepared
 
 
 @pytest.fixture(scope="module")

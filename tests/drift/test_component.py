@@ -8,21 +8,21 @@ import pyarrow.parquet as pq
 from kfp import dsl, local
 from kfp.dsl import Dataset, Output
 
+from components.common.config import component_fields, help_of
+from components.drift.component import ARTIFACT_HELP, ARTIFACTS
 from components.drift.component import component as drift_component
-from components.drift.component import drift as drift_body
+from components.drift.config import DriftConfig
 
 
-def test_body_signature_matches_the_pipeline_contract():
-    import inspect
-
-    params = inspect.signature(drift_body).parameters
-    assert list(params)[:5] == ["prepared", "baseline", "report", "metrics", "drift_table"]
-    assert params["baseline_environment"].default == "training"
-    assert params["window"].default == "daily"
-    assert params["false_alarm_rate"].default == 0.01
-    assert params["seed"].default == 0
+def test_the_kfp_ui_shows_the_config_help_for_every_input():
     spec = drift_component().component_spec
     assert set(spec.outputs) == {"report", "metrics", "drift_table", "alert"}
+    assert set(ARTIFACT_HELP) == set(ARTIFACTS)
+    described = {name: spec.inputs[name].description for name in spec.inputs}
+    want = {f.name: help_of(f) for f in component_fields(DriftConfig)}
+    want.update({name: ARTIFACT_HELP[name] for name in ("prepared", "baseline")})
+    assert described == want
+    assert spec.description.startswith("Calibrated embedding drift per time window")
 
 
 def test_drift_runs_in_kfp_local_and_a_pipeline_branches_on_alert(prepared_dir, tmp_path):
@@ -52,7 +52,7 @@ def test_drift_runs_in_kfp_local_and_a_pipeline_branches_on_alert(prepared_dir, 
             prepared=data.outputs["out"],
             baseline=data.outputs["out"],
             projection="pca",
-            n_resamples=300,
+            drift_resamples=300,
             false_alarm_rate=0.02,
             umap_sample=400,
         )

@@ -6,15 +6,20 @@ import numpy as np
 import pytest
 
 from components.drift.detectors import (
+    DETECTOR_NAMES,
+    DETECTORS,
     MMD2,
     CalibratedDrift,
     CentroidDistance,
     ConfidenceDrop,
     CosineDistance,
+    Detector,
+    Needs,
     Sample,
     SoftmaxKS,
     centroid_distance,
     cosine_distance,
+    default_detectors,
 )
 
 DIM = 8
@@ -58,6 +63,16 @@ def test_confidence_drop_and_mmd_by_hand():
     assert abs(same) < 0.02 < moved
 
 
+def test_mmd2_by_hand_on_two_points():
+    # reference 0 and 2: squared distance 4 is the median, so gamma = 1/4 and k(0, 2) = e^-1;
+    # window {4, 4}: k(w, w) = 1, k(4, 0) = e^-4, k(4, 2) = e^-1, so MMD² = 1 + e^-1 - (e^-4 + e^-1).
+    mmd = MMD2().fit(Sample(np.array([[0.0], [2.0]])))
+    assert mmd.bandwidth == pytest.approx(2.0)
+    assert mmd.score(Sample(np.array([[4.0], [4.0]]))) == pytest.approx(1.0 - np.exp(-4.0), rel=1e-6)
+    # the same two points: e^-1 + e^-1 - 2 * (1 + e^-1 + e^-1 + 1) / 4 = e^-1 - 1 (unbiased, so below 0)
+    assert mmd.score(Sample(np.array([[0.0], [2.0]]))) == pytest.approx(np.exp(-1.0) - 1.0, rel=1e-6)
+
+
 def test_softmax_ks_p_value_small_for_a_shift_and_large_for_none():
     rng = np.random.default_rng(1)
     ks = SoftmaxKS().fit(_sample(rng, 500))
@@ -97,7 +112,14 @@ def test_a_shifted_sample_is_flagged(calibrated):
     verdict = calibrated.test(_sample(rng, 60, shift=1.5))
     assert verdict.flagged
     assert {"centroid", "mmd2", "softmax_ks"} <= set(verdict.fired)
-    assert all(0 < d.p_value <= 1 for d in verdict.detectors)
+    # each p-value is (1 + null scores at or above the score) / (1 + resamples), on 60-row windows
+    null = calibrated.null(60)
+    for d in verdict.detectors:
+        at_or_above = int((null.scores[d.name] >= d.score).sum())
+        assert d.p_value == pytest.approx((1 + at_or_above) / 401), d.name
+        assert d.threshold == null.thresholds[d.name]
+        assert d.drifted == (d.p_value <= null.family_p)
+    assert calibrated.family_levels[60] == null.family_p
 
 
 def test_mmd_sees_a_spread_change_that_the_centroid_cannot(calibrated):
@@ -158,8 +180,72 @@ def test_batched_null_scores_equal_one_window_at_a_time():
     rng = np.random.default_rng(10)
     ref, pool = _sample(rng, 300), _sample(rng, 400)
     idx = np.stack([rng.choice(400, 30, replace=False) for _ in range(7)])
-    for det in (CentroidDistance(), CosineDistance(), MMD2(), SoftmaxKS(), ConfidenceDrop()):
+    for det in default_detectors():
         det.fit(ref)
         batched = det.null_scores(pool, idx)
         single = [det.score(pool.take(i)) for i in idx]
         np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-7, err_msg=det.name)
+
+
+def test_one_registry_gives_the_names_and_the_factory():
+    assert DETECTOR_NAMES == ("centroid", "cosine", "mmd2", "softmax_ks", "confidence_drop")
+    assert [type(d) for d in default_detectors()] == [
+        CentroidDistance,
+        CosineDistance,
+        MMD2,
+        SoftmaxKS,
+        ConfidenceDrop,
+    ]
+    assert all(cls.name == name and cls.title for name, cls in DETECTORS.items())
+    assert [d.name for d in default_detectors(names=["mmd2", "cosine"])] == ["mmd2", "cosine"]
+    assert default_detectors(seed=7, names=["mmd2"])[0].seed == 7
+    with pytest.raises(
+        ValueError, match=r"detectors \['mmd2', 'ks'\]: expected a non-empty list from centroid"
+    ):
+        default_detectors(names=["mmd2", "ks"])
+    with pytest.raises(ValueError, match="expected a non-empty list"):
+        default_detectors(names=[])
+
+
+def test_needs_is_what_a_sample_must_hold():
+    assert [DETECTORS[n].needs for n in DETECTOR_NAMES] == [
+        Needs.EMBEDDINGS,
+        Needs.EMBEDDINGS,
+        Needs.EMBEDDINGS,
+        Needs.PROBABILITIES,
+        Needs.SCORES,
+    ]
+    bare = Sample(np.zeros((3, 2)))
+    full = Sample(np.zeros((3, 2)), np.full((3, 2), 0.5), np.ones(3))
+    assert [bare.has(n) for n in Needs] == [True, False, False]
+    assert [full.has(n) for n in Needs] == [True, True, True]
+    with pytest.raises(TypeError):
+        Detector()  # abstract: fit and score are required
+
+
+class FirstCoordinate(Detector):
+    """A detector of this test's own: mean of the first coordinate (no batched null_scores)."""
+
+    name = "first"
+    title = "mean of the first coordinate"
+
+    def fit(self, reference: Sample) -> FirstCoordinate:
+        return self
+
+    def score(self, window: Sample) -> float:
+        return float(window.embeddings[:, 0].astype(np.float64).mean())
+
+
+def test_a_detector_without_batched_null_scores_is_calibrated_window_by_window():
+    rng = np.random.default_rng(11)
+    pool = Sample(rng.normal(size=(300, 2)))
+    idx = np.stack([rng.choice(300, 20, replace=False) for _ in range(5)])
+    det = FirstCoordinate()
+    np.testing.assert_allclose(det.null_scores(pool, idx), pool.embeddings[idx, 0].mean(axis=1), rtol=1e-6)
+    cal = CalibratedDrift([FirstCoordinate()], false_alarm_rate=0.05, n_resamples=200, min_rows=10, seed=1)
+    cal.fit(Sample(rng.normal(size=(100, 2))), pool)
+    assert cal.names == ["first"]
+    moved = rng.normal(size=(20, 2))
+    moved[:, 0] += 3.0
+    verdict = cal.test(Sample(moved))
+    assert verdict.fired == ["first"] and verdict.by_name("first").p_value == pytest.approx(1 / 201)

@@ -9,7 +9,9 @@ import pytest
 
 from components.common import schema
 from components.drift import view as v
-from components.drift.stage import DriftConfig, run_drift
+from components.drift.config import DriftConfig
+from components.drift.stage import run_drift
+from tests.fixtures.drift_rows import report_points
 
 
 def test_colourings_have_the_right_categories():
@@ -61,7 +63,7 @@ def test_thumbnails_of_missing_links_are_counted():
 @pytest.fixture(scope="module")
 def report_html(prepared_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "report.html"
-    cfg = DriftConfig(projection="pca", n_resamples=300, false_alarm_rate=0.02, umap_sample=600)
+    cfg = DriftConfig(projection="pca", drift_resamples=300, false_alarm_rate=0.02, umap_sample=600)
     run_drift(prepared_dir, prepared_dir, path, None, cfg)
     return path.read_text(encoding="utf-8")
 
@@ -70,7 +72,7 @@ def test_report_is_self_contained(report_html):
     assert not re.search(r"<script[^>]+src=", report_html), "external script"
     assert not re.search(r"<link[^>]+href=[\"']https?:", report_html), "external stylesheet"
     assert "cdn.plot.ly" not in report_html.split("</head>")[1]
-    assert report_html.count("plotly.js v") >= 1  # the library itself is inlined
+    assert report_html.count("plotly.js v") == 1  # the library itself is inlined, once
 
 
 def test_report_holds_the_expected_traces_and_sections(report_html):
@@ -92,7 +94,11 @@ def test_report_holds_the_expected_traces_and_sections(report_html):
     ):
         assert f'"label":"{label}' in report_html, label
     assert "plotly_hover" in report_html
-    assert report_html.count("data:image/png;base64,") > 100  # thumbnails
+    # umap_sample=600: 300 baseline points, 30 from each of the 10 production days, each with its image
+    thumbs, texts = report_points(report_html)
+    assert len(thumbs) == len(texts) == 600
+    assert all(t.startswith("data:image/png;base64,") for t in thumbs)
+    assert [t.split(" ")[0] for t in texts] == ["baseline"] * 300 + ["production"] * 300
     assert "2 of 10 tested daily windows drifted" in report_html
     assert "Clusters (HDBSCAN)" in report_html
 
@@ -106,7 +112,7 @@ def test_inline_scripts_parse(report_html, tmp_path):
         pytest.skip("node is not installed: cannot syntax-check the inline scripts")
     scripts = re.findall(r"<script[^>]*>(.*?)</script>", report_html, flags=re.S)
     own = [s for s in scripts if "var Plotly=" not in s and ("plotly_hover" in s or "Plotly.newPlot" in s)]
-    assert len(own) >= 4  # three figures and the hover script
+    assert len(own) == 4  # three figures and the hover script
     for i, code in enumerate(own):
         path = tmp_path / f"s{i}.js"
         path.write_text(code, encoding="utf-8")

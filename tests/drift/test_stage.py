@@ -8,11 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.common import schema
-from components.drift.stage import DriftConfig, run_drift
-from components.drift.synthetic import make_rows, write_prepared, write_table
+from components.drift.config import DriftConfig
+from components.drift.io import Rejected
+from components.drift.stage import load_baseline, locate_files, run_drift
+from tests.fixtures.drift_rows import make_rows, write_prepared, write_table
 
 C = schema.PreparedColumns
-FAST = {"projection": "pca", "n_resamples": 300, "thumbnails": False}
+FAST = {"projection": "pca", "drift_resamples": 300, "thumbnails": False}
 
 
 def _cfg(**kw) -> DriftConfig:
@@ -30,7 +32,9 @@ def test_flags_the_shifted_days_and_no_clean_day(prepared_dir, tmp_path):
     assert (t["n_rows"] == 120).all() and (t["status"] == "ok").all()
     assert result.metrics["windows_flagged"] == 2.0
     assert result.metrics["max_centroid_distance"] == pytest.approx(t["centroid_distance"].max())
-    assert result.metrics["threshold_mmd2"] > 0
+    ok = t[t["status"] == "ok"]
+    assert result.metrics["threshold_mmd2"] == pytest.approx(ok["mmd2_threshold"].median())
+    assert result.metrics["production_rows"] == 1200.0 and result.metrics["baseline_rows"] == 1200.0
     on_disk = pq.read_table(table_path).to_pandas()
     assert len(on_disk) == 10 and on_disk["flagged"].sum() == 2
     assert {"centroid_score", "mmd2_p_value", "softmax_ks_threshold", "confidence_drop_fired"} <= set(on_disk)
@@ -41,9 +45,29 @@ def test_flags_the_shifted_days_and_no_clean_day(prepared_dir, tmp_path):
 def test_calibrates_on_held_out_baseline_rows_without_validation(tmp_path):
     folder = write_prepared(tmp_path / "p", seed=1, n_train=1500, images=False)
     (folder / schema.prepared_file(schema.VALIDATION)).unlink()
-    result = run_drift(folder, folder, None, None, _cfg(reference_size=700, calibration_size=800))
-    assert result.table["flagged"].sum() >= 2
-    assert any("held out from the reference" in s for s in result.summary)
+    cfg = _cfg(reference_size=700, calibration_size=800)
+    inputs = locate_files(folder, folder, cfg)
+    assert inputs.calibration is None
+    base = load_baseline(inputs, 16, cfg, Rejected())
+    ref_ids = set(base.reference.meta[C.PREDICTION_ID])
+    cal_ids = set(base.calibration.meta[C.PREDICTION_ID])
+    assert len(ref_ids) == 700 and len(cal_ids) == 800 and not ref_ids & cal_ids  # disjoint
+    result = run_drift(folder, folder, None, None, cfg)
+    flagged = set(result.table.loc[result.table["flagged"], "window_start"].dt.strftime("%Y-%m-%d"))
+    assert {"2026-11-24", "2026-11-25"} <= flagged
+    assert "calibrated on baseline rows held out from the reference (800 rows)" in result.summary[0]
+
+
+def test_calibrates_on_validation_rows_from_either_folder(tmp_path):
+    prepared = write_prepared(tmp_path / "prepared", seed=2, images=False)
+    baseline = write_prepared(tmp_path / "baseline", seed=3, images=False)
+    validation = schema.prepared_file(schema.VALIDATION)
+    assert locate_files(prepared, baseline, _cfg()).calibration == baseline / validation
+    (baseline / validation).unlink()
+    assert locate_files(prepared, baseline, _cfg()).calibration == prepared / validation
+    # the validation split as the baseline: calibration rows are held out from it instead
+    cfg = _cfg(baseline_environment=schema.VALIDATION)
+    assert locate_files(prepared, prepared, cfg).calibration is None
 
 
 def test_empty_and_tiny_windows_are_marked_not_flagged(tmp_path):
@@ -94,23 +118,47 @@ def test_baseline_and_production_of_different_dimensions_fail_clearly(tmp_path):
 def test_missing_files_and_bad_settings_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="production.parquet: missing"):
         run_drift(tmp_path, tmp_path, None, None, _cfg())
-    with pytest.raises(ValueError, match="window='monthly'"):
-        DriftConfig(window="monthly")
+    with pytest.raises(ValueError, match="drift_window='monthly'"):
+        DriftConfig(drift_window="monthly")
     with pytest.raises(ValueError, match="baseline_environment='production'"):
         DriftConfig(baseline_environment="production")
     with pytest.raises(ValueError, match="positive_class='Cat'"):
         DriftConfig(positive_class="Cat")
     with pytest.raises(ValueError, match="umap_window='yesterday'"):
         DriftConfig(umap_window="yesterday")
+    with pytest.raises(
+        ValueError, match=r"drift_resamples=300: too few for false_alarm_rate=0.01; use at least 500"
+    ):
+        DriftConfig(drift_resamples=300)
+    with pytest.raises(ValueError, match="false_alarm_rate=0.5: expected a value in"):
+        DriftConfig(false_alarm_rate=0.5)
+    with pytest.raises(ValueError, match="max_window_rows=10 is below min_window_rows=20"):
+        DriftConfig(max_window_rows=10)
 
 
-@pytest.mark.parametrize(("window", "count"), [("hourly", 10 * 24 - 1), ("weekly", 3)])
-def test_other_window_lengths(prepared_dir, window, count):
-    t = run_drift(prepared_dir, prepared_dir, None, None, _cfg(window=window, min_window_rows=3)).table
-    assert len(t) >= count - 1
-    if window == "weekly":
-        assert (t["window_start"].dt.dayofweek == 0).all()
-    assert t["n_rows"].sum() == 1200
+def _monday(ts: pd.Series) -> pd.Series:
+    return ts.dt.floor("D") - pd.to_timedelta(ts.dt.dayofweek, unit="D")
+
+
+@pytest.mark.parametrize(
+    ("window", "start_of", "step"),
+    [
+        ("hourly", lambda ts: ts.dt.floor("h"), "1h"),
+        ("daily", lambda ts: ts.dt.floor("D"), "1D"),
+        ("weekly", _monday, "7D"),  # UTC weeks start on Monday
+    ],
+)
+def test_windows_match_a_calendar_grouping_of_the_timestamps(prepared_dir, window, start_of, step):
+    ts = pq.read_table(prepared_dir / schema.prepared_file(schema.PRODUCTION)).to_pandas()[C.PREDICTION_TS]
+    starts = start_of(ts)
+    every = pd.date_range(starts.min(), starts.max(), freq=step)
+    want = starts.value_counts().reindex(every, fill_value=0)
+    t = run_drift(prepared_dir, prepared_dir, None, None, _cfg(drift_window=window, min_window_rows=3)).table
+    assert t["window_start"].tolist() == list(want.index)  # every window, empty ones included
+    assert t["n_rows"].tolist() == want.tolist()
+    assert (t["window_end"] - t["window_start"] == pd.Timedelta(step)).all()
+    assert (t["window"] == window).all()
+    assert t["status"].tolist() == ["empty" if n == 0 else "too_few_rows" if n < 3 else "ok" for n in want]
 
 
 def test_detectors_can_be_chosen(prepared_dir):

@@ -1,0 +1,133 @@
+"""The drift stage's settings: one typed Config, the single source of every drift parameter.
+
+Light on purpose (stdlib, ``components.common`` and the drift stage's light modules: no pandas,
+scipy, sklearn, umap or plotly at import time), so compiling a pipeline and ``--help`` stay fast.
+The command line, the KFP component's signature and docstring, and the pipelines' defaults are all
+derived from :class:`DriftConfig` (see ``components/common/config.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.common import schema
+from components.common.config import param
+from components.drift.detectors import DETECTOR_NAMES, check_calibration, check_detector_names
+from components.drift.view import PROJECTIONS
+from components.drift.windows import WINDOWS
+
+BASELINE_ENVIRONMENTS = (schema.TRAINING, schema.VALIDATION)
+# Settings that are sample sizes: each must be at least 2.
+_SIZES = ("min_window_rows", "max_window_rows", "reference_size", "calibration_size", "umap_sample")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """What the drift stage compares, how it calibrates its thresholds, and how it draws the view."""
+
+    baseline_environment: str = param(
+        schema.TRAINING,
+        "Split of the baseline folder that production is compared with: 'training' or 'validation'.",
+    )
+    drift_window: str = param(
+        "daily",
+        "Length of the time windows production is cut into (UTC): 'hourly', 'daily' or 'weekly' "
+        "(weeks start on Monday).",
+    )
+    false_alarm_rate: float = param(
+        0.01,
+        "Chance that a window of clean data is flagged, all detectors together; between 0 and 0.5, "
+        "e.g. 0.01 = 1 clean window in 100.",
+    )
+    drift_resamples: int = param(
+        1000,
+        "Clean windows drawn per window size to calibrate the thresholds; at least "
+        "max(100, 5 / false_alarm_rate), e.g. 500 at 0.01. More: finer p-values, slower.",
+    )
+    min_window_rows: int = param(
+        20,
+        "Windows with fewer production rows are marked too_few_rows and not tested (rows, at least 2).",
+    )
+    max_window_rows: int = param(
+        1000,
+        "The detectors run on a uniform sample of at most this many rows per window (rows, at least "
+        "min_window_rows); the table's centroid_distance always uses every row.",
+    )
+    reference_size: int = param(
+        2000, "Baseline rows sampled as the reference the detectors compare with (rows, at least 2)."
+    )
+    calibration_size: int = param(
+        3000,
+        "Clean rows sampled to calibrate the thresholds: validation rows, or baseline rows held out "
+        "from the reference when there are none (rows, at least 2).",
+    )
+    projection: str = param("umap", "How the embedding view is drawn: 'umap', or 'pca' for a quick look.")
+    umap_sample: int = param(
+        3000,
+        "Points in the embedding view: half baseline, half production, the same share from every "
+        "window (points, at least 2).",
+    )
+    umap_epochs: int = param(200, "UMAP training epochs of the embedding view (more: slower, steadier).")
+    umap_window: str = param(
+        "",
+        "Start of the one window the embedding view shows, e.g. 2026-11-20 (add a time for hourly "
+        "windows); empty: the whole range.",
+    )
+    positive_class: str = param(
+        schema.CLASS_NAMES[0],
+        "Class taken as positive in the view's confusion colouring (TP, FP, FN, TN): a Fashion-MNIST "
+        "class name such as 'T-shirt/top' or 'Ankle boot'.",
+    )
+    min_cluster_size: int = param(
+        15, "Smallest group of points HDBSCAN reports as a cluster in the embedding view (points)."
+    )
+    thumbnails: bool = param(
+        True, "Show each point's image (read from its image link) when hovering over the embedding view."
+    )
+    detectors: str = param(
+        ",".join(DETECTOR_NAMES),
+        f"Comma-separated detectors to run, any of {', '.join(DETECTOR_NAMES)} (all by default).",
+    )
+    seed: int = param(
+        0,
+        "Random seed of the samples, the calibration resamples and the projection (same seed, same result).",
+    )
+
+    @property
+    def detector_names(self) -> list[str]:
+        """The ``detectors`` setting as a list of names."""
+        return [d.strip() for d in self.detectors.split(",") if d.strip()]
+
+    def __post_init__(self) -> None:
+        """Check every setting; a ValueError names the setting and what it accepts."""
+        check_detector_names(self.detector_names)
+        if self.baseline_environment not in BASELINE_ENVIRONMENTS:
+            raise ValueError(
+                f"baseline_environment={self.baseline_environment!r}: expected one of "
+                f"{', '.join(BASELINE_ENVIRONMENTS)}"
+            )
+        if self.drift_window not in WINDOWS:
+            raise ValueError(f"drift_window={self.drift_window!r}: expected one of {', '.join(WINDOWS)}")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"projection={self.projection!r}: expected one of {', '.join(PROJECTIONS)}")
+        if self.positive_class not in schema.CLASS_NAMES:
+            raise ValueError(
+                f"positive_class={self.positive_class!r}: expected one of {', '.join(schema.CLASS_NAMES)}"
+            )
+        check_calibration(self.false_alarm_rate, self.drift_resamples, resamples_name="drift_resamples")
+        for name in _SIZES:
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name}={getattr(self, name)}: expected at least 2")
+        if self.max_window_rows < self.min_window_rows:
+            raise ValueError(
+                f"max_window_rows={self.max_window_rows} is below min_window_rows={self.min_window_rows}"
+            )
+        if self.umap_window:
+            import pandas as pd  # only here: importing this module stays light
+
+            try:
+                pd.Timestamp(self.umap_window)
+            except ValueError as err:
+                raise ValueError(
+                    f"umap_window={self.umap_window!r}: expected a date such as 2026-11-20"
+                ) from err
