@@ -20,9 +20,12 @@ test: setup ## run the test suite (starts and stops the storage emulators and lo
 compile: setup ## compile the pipeline YAMLs into pipelines/
 	$(PY) pipeline.py compile --registry $(REGISTRY) --tag $(TAG)
 
-lint: setup ## ruff check and format check
+lint: setup ## ruff (style, docstrings), format check, import contracts, mypy, hadolint
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	.venv/bin/lint-imports --no-cache --no-logo
+	$(PY) -m mypy
+	.venv/bin/hadolint --failure-threshold info images/Dockerfile
 
 format: setup ## apply ruff's formatting
 	$(PY) -m ruff format .
@@ -51,11 +54,24 @@ kind-kfp: ## install KFP standalone $(KFP_VERSION) (platform-agnostic overlay) a
 	kubectl apply -k manifests/kfp
 	kubectl -n kubeflow wait --for=condition=Available --timeout=900s deployment --all
 
-images: ## build every stage image (docker build -f images/<stage>/Dockerfile)
-	@for s in $(STAGES); do docker build -f images/$$s/Dockerfile -t $(REGISTRY)/fashion-drift-$$s:$(KIND_TAG) . || exit 1; done
+# One Dockerfile, six images: each stage's build arguments (see images/Dockerfile). GPU stages get the
+# gpu base (set up for the NVIDIA runtime); APT_PACKAGES_<stage> lists extra Debian packages, pinned.
+GPU_STAGES := train embed
+APT_PACKAGES_data := dataset-fashion-mnist=0.0~git20200523.55506a9-1
+image_ref = $(REGISTRY)/fashion-drift-$(1):$(KIND_TAG)
+image_build_args = --build-arg STAGE=$(1) --build-arg BASE=$(if $(filter $(1),$(GPU_STAGES)),gpu,cpu) \
+	--build-arg APT_PACKAGES="$(APT_PACKAGES_$(1))"
+
+IMAGE_TARGETS := $(addprefix image-,$(STAGES))
+.PHONY: $(IMAGE_TARGETS)
+
+images: $(IMAGE_TARGETS) ## build every stage image from images/Dockerfile (one: make image-<stage>)
+
+$(IMAGE_TARGETS): image-%:
+	docker build -f images/Dockerfile $(call image_build_args,$*) -t $(call image_ref,$*) .
 
 kind-images: images ## build the images and load them into the kind nodes
-	@for s in $(STAGES); do kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)/fashion-drift-$$s:$(KIND_TAG) || exit 1; done
+	@$(foreach s,$(STAGES),kind load docker-image --name $(KIND_CLUSTER) $(call image_ref,$(s)) || exit 1;)
 
 kind-config: ## the namespace's Arize secret and launcher config (from manifests/project/*.example)
 	@test -f manifests/project/arize.env || cp manifests/project/arize.env.example manifests/project/arize.env

@@ -38,7 +38,7 @@ def param(
     help: str = "",  # noqa: A002 - the name argparse and HfArgumentParser use
     *,
     component: bool = True,
-    choices: tuple | None = None,
+    choices: tuple[Any, ...] | None = None,
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
     """A Config field with its help text; ``component=False``: a command-line-only setting."""
@@ -50,7 +50,7 @@ def param(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def _fields(config_cls: type) -> tuple[dataclasses.Field, ...]:
+def _fields(config_cls: type) -> tuple[dataclasses.Field[Any], ...]:
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"{config_cls!r} is not a dataclass")
     return dataclasses.fields(config_cls)
@@ -69,7 +69,8 @@ def field_types(config_cls: type) -> dict[str, type]:
     return out
 
 
-def default_of(f: dataclasses.Field) -> Any:
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    """A field's default (its factory called), or ``dataclasses.MISSING`` when it has none."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -77,16 +78,18 @@ def default_of(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def help_of(f: dataclasses.Field) -> str:
-    return f.metadata.get(HELP, "")
+def help_of(f: dataclasses.Field[Any]) -> str:
+    """A field's help text (``param(..., help)``)."""
+    return str(f.metadata.get(HELP, ""))
 
 
-def component_fields(config_cls: type) -> tuple[dataclasses.Field, ...]:
+def component_fields(config_cls: type) -> tuple[dataclasses.Field[Any], ...]:
     """The fields a KFP component takes (all but ``component=False``)."""
     return tuple(f for f in _fields(config_cls) if f.metadata.get(COMPONENT, True))
 
 
 def flag(name: str) -> str:
+    """The command-line option of a field: ``drift_window`` -> ``--drift-window``."""
     return "--" + name.replace("_", "-")
 
 
@@ -118,13 +121,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> N
 
 
 def config_from(config_cls: type, values: Mapping[str, Any]) -> Any:
-    """The Config built from the entries of ``values`` that are its fields (a component's ``locals()``,
-    an argparse namespace's ``vars()``); other entries (artifacts, output paths) are ignored."""
+    """The Config built from the entries of ``values`` that are its fields.
+
+    ``values``: a component's ``locals()``, an argparse namespace's ``vars()``; other entries
+    (artifacts, output paths) are ignored.
+    """
     names = {f.name for f in _fields(config_cls)}
     return config_cls(**{k: v for k, v in values.items() if k in names})
 
 
 def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
+    """The Config built from parsed command-line arguments (``config_from`` of their ``vars()``)."""
     return config_from(config_cls, vars(args))
 
 
@@ -141,7 +148,7 @@ def component_doc(summary: str, config_cls: type, artifacts: Mapping[str, str]) 
     return "\n".join(lines) + "\n"
 
 
-def signature_mismatches(func: Callable, config_cls: type, artifacts: tuple[str, ...]) -> list[str]:
+def signature_mismatches(func: Callable[..., Any], config_cls: type, artifacts: tuple[str, ...]) -> list[str]:
     """Where a component's literal signature and its Config disagree (empty when they agree)."""
     sig = inspect.signature(func)
     hints = typing.get_type_hints(func)

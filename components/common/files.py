@@ -39,12 +39,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
@@ -80,7 +82,9 @@ def parse_utc(value: str | datetime, parameter: str, example: str = "2026-11-28T
         try:
             ts = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except (ValueError, AttributeError):
-            raise ValueError(f"{parameter}={value!r}: expected an ISO 8601 time such as {example!r}") from None
+            raise ValueError(
+                f"{parameter}={value!r}: expected an ISO 8601 time such as {example!r}"
+            ) from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC)

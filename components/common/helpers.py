@@ -7,6 +7,7 @@ the prepare image (slim, no GPU), the alert gate and the alert in the drift imag
 from typing import List  # noqa: UP035 - KFP reads this annotation
 
 from kfp.dsl import HTML, Input, Markdown, Metrics, Output
+from kfp.dsl.python_component import PythonComponent
 
 from components.common.images import ImageSet, build_component
 
@@ -55,13 +56,16 @@ def drift_alert(report: Input[HTML], metrics: Input[Metrics], notice: Output[Mar
     print(f"ALERT: embedding drift; report {report.uri}; metrics {json.dumps(values, sort_keys=True)}")
 
 
-def shard_indices_component(images: ImageSet | None = None):
+def shard_indices_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component of the shard list (runs in the prepare image)."""
     return build_component(shard_indices, "prepare", images)
 
 
-def alert_gate_component(images: ImageSet | None = None):
+def alert_gate_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component of the alert gate (runs in the drift image)."""
     return build_component(alert_gate, "drift", images)
 
 
-def drift_alert_component(images: ImageSet | None = None):
+def drift_alert_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component of the alert notice (runs in the drift image)."""
     return build_component(drift_alert, "drift", images)

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from components import __version__
+
+if TYPE_CHECKING:
+    from kfp.dsl.python_component import PythonComponent
 
 STAGES: tuple[str, ...] = ("data", "train", "embed", "prepare", "arize", "drift")
 DEFAULT_REGISTRY = "ghcr.io/fashion-drift"
@@ -32,12 +36,15 @@ class ImageSet:
             raise ValueError(f"tag {self.tag!r}: give a plain tag such as {__version__!r}")
 
     def ref(self, stage: str) -> str:
+        """The image reference of ``stage``: ``{registry}/fashion-drift-{stage}:{tag}``."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
         return f"{self.registry}/{IMAGE_PREFIX}{stage}:{self.tag}"
 
 
-def build_component(func: Callable, stage: str, images: ImageSet | None = None, doc: str | None = None):
+def build_component(
+    func: Callable[..., Any], stage: str, images: ImageSet | None = None, doc: str | None = None
+) -> PythonComponent:
     """Turn a stage's component body into a KFP lightweight component.
 
     The body must import its stage function inside itself (the image has the

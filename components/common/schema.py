@@ -6,6 +6,8 @@ column name as a string literal of its own.  See ``shared/DESIGN.md``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pyarrow as pa
 
 # Fashion-MNIST class names, in label order (0..9).
@@ -184,7 +186,7 @@ def missing_columns(present: list[str] | tuple[str, ...], required: tuple[str, .
     return [c for c in required if c not in have]
 
 
-def require_columns(present, required: tuple[str, ...], where: str) -> None:
+def require_columns(present: Iterable[str], required: tuple[str, ...], where: str) -> None:
     """Raise a ValueError naming ``where`` and every missing column."""
     missing = missing_columns(list(present), required)
     if missing:

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 REMOTE_SCHEMES = ("gs://", "s3://", "minio://")
@@ -82,13 +83,13 @@ class StorageConfig:
                 raise ValueError(f"{name}={value!r}: give a URL starting with http:// or https://")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> StorageConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StorageConfig:
         """Build a configuration from the environment *now* (at run time)."""
         env = os.environ if environ is None else environ
         gcs = env.get(ENV_GCS_ENDPOINT) or None
         if gcs and not gcs.startswith(("http://", "https://")):
             gcs = f"http://{gcs}"  # google-cloud-storage accepts a bare host:port here
-        values = {
+        values: dict[str, Any] = {
             "gcs_endpoint": gcs,
             "s3_endpoint": env.get(ENV_S3_ENDPOINT_S3) or env.get(ENV_S3_ENDPOINT) or None,
             "minio_endpoint": env.get(ENV_MINIO_ENDPOINT) or None,
@@ -99,6 +100,7 @@ class StorageConfig:
         return cls(**values)
 
     def endpoint_for(self, scheme: str) -> str | None:
+        """The HTTP endpoint of ``scheme`` (gs, s3, minio); None: the provider's own."""
         if scheme == "minio":
             return (self.minio_endpoint or self.s3_endpoint or DEFAULT_MINIO_ENDPOINT).rstrip("/")
         if scheme == "s3":
@@ -109,6 +111,7 @@ class StorageConfig:
 
 
 def is_remote(uri: str) -> bool:
+    """Whether ``uri`` names a bucket object (gs://, s3://, minio://) rather than a local path."""
     return uri.startswith(REMOTE_SCHEMES)
 
 
@@ -157,9 +160,10 @@ def uri_from_link(link: str, config: StorageConfig | None = None) -> str:
     parts = urlsplit(link)
     path = unquote(parts.path.lstrip("/"))
     candidates = [("gs", config.endpoint_for("gs") or GCS_PUBLIC_BASE)]
-    if config.endpoint_for("s3"):
-        candidates.append(("s3", config.endpoint_for("s3")))
-    candidates.append(("minio", config.endpoint_for("minio")))
+    s3_endpoint = config.endpoint_for("s3")
+    if s3_endpoint:
+        candidates.append(("s3", s3_endpoint))
+    candidates.append(("minio", config.endpoint_for("minio") or DEFAULT_MINIO_ENDPOINT))
     for scheme, base in candidates:
         if link.startswith(base + "/"):
             return f"{scheme}://{unquote(link[len(base) + 1 :].split('?', 1)[0])}"
@@ -175,7 +179,7 @@ def uri_from_link(link: str, config: StorageConfig | None = None) -> str:
 _local = threading.local()
 
 
-def _gcs_client(config: StorageConfig):
+def _gcs_client(config: StorageConfig) -> Any:
     """One client per thread and configuration (google-cloud-storage clients are not thread-safe)."""
     clients = _local.__dict__.setdefault("gcs", {})
     if config not in clients:
@@ -183,22 +187,22 @@ def _gcs_client(config: StorageConfig):
     return clients[config]
 
 
-def _new_gcs_client(config: StorageConfig):
+def _new_gcs_client(config: StorageConfig) -> Any:
     from google.cloud import storage
 
-    kwargs = {"project": config.gcs_project}
+    kwargs: dict[str, Any] = {"project": config.gcs_project}
     if config.gcs_endpoint:
         kwargs["client_options"] = {"api_endpoint": config.gcs_endpoint}
         anonymous = True if config.gcs_anonymous is None else config.gcs_anonymous
         if anonymous:
             from google.auth.credentials import AnonymousCredentials
 
-            kwargs["credentials"] = AnonymousCredentials()
+            kwargs["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
             kwargs["project"] = config.gcs_project or "local-emulator"
     return storage.Client(**kwargs)
 
 
-def _gcs_retry(config: StorageConfig):
+def _gcs_retry(config: StorageConfig) -> Any:
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     # Total time spent retrying: bounded by the configured timeouts and retry count.
@@ -206,7 +210,7 @@ def _gcs_retry(config: StorageConfig):
 
 
 @functools.lru_cache(maxsize=8)
-def _s3_client(config: StorageConfig, scheme: str):
+def _s3_client(config: StorageConfig, scheme: str) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -271,11 +275,13 @@ def read_bytes(uri: str, *, config: StorageConfig | None = None) -> bytes:
     try:
         if scheme == "gs":
             blob = _gcs_client(config).bucket(bucket).blob(key)
-            return blob.download_as_bytes(
+            data: bytes = blob.download_as_bytes(
                 timeout=(config.connect_timeout, config.read_timeout), retry=_gcs_retry(config)
             )
+            return data
         response = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)
-        return response["Body"].read()
+        body: bytes = response["Body"].read()
+        return body
     except Exception as exc:
         if _is_not_found(exc):
             raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object") from exc
