@@ -3,7 +3,7 @@
 from kfp.dsl import Dataset, Input, Markdown, Output
 
 from components.arize.config import ArizeConfig
-from components.common.config import component_doc
+from components.common.config import component_doc, output_names
 from components.common.images import ImageSet, build_component
 
 CONFIG = ArizeConfig
@@ -41,4 +41,6 @@ def arize(
 
 def component(images: ImageSet | None = None):
     """The arize component, its image taken from ``images``, its docstring from :class:`ArizeConfig`."""
-    return build_component(arize, "arize", images, doc=component_doc(SUMMARY, CONFIG, ARTIFACT_HELP))
+    return build_component(
+        arize, "arize", images, doc=component_doc(SUMMARY, CONFIG, ARTIFACT_HELP, output_names(arize))
+    )

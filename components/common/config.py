@@ -25,7 +25,7 @@ import dataclasses
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 HELP = "help"
@@ -135,17 +135,35 @@ def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
     return config_from(config_cls, vars(args))
 
 
-def component_doc(summary: str, config_cls: type, artifacts: Mapping[str, str]) -> str:
-    """A Google-style docstring: ``summary``, then ``Args:`` for the artifacts and every Config field.
+def component_doc(
+    summary: str, config_cls: type, artifacts: Mapping[str, str], outputs: Collection[str] = ()
+) -> str:
+    """A Google-style docstring: ``summary``, ``Args:`` for the inputs, ``Returns:`` for the outputs.
 
-    KFP parses it (``docstring_parser``) into each input's description, which the KFP UI shows.
+    ``artifacts`` maps each artifact (and named return value) to its help; those named in ``outputs``
+    go under ``Returns:``, the rest and every component field of the Config under ``Args:``. KFP parses
+    both sections (``docstring_parser``) into the descriptions that the KFP UI shows.
     """
     lines = [summary.strip(), "", "Args:"]
-    for name, text in artifacts.items():
-        lines.append(f"    {name}: {text}")
-    for f in component_fields(config_cls):
-        lines.append(f"    {f.name}: {help_of(f)}")
+    lines += [f"    {name}: {text}" for name, text in artifacts.items() if name not in outputs]
+    lines += [f"    {f.name}: {help_of(f)}" for f in component_fields(config_cls)]
+    returned = [f"    {name}: {text}" for name, text in artifacts.items() if name in outputs]
+    if returned:
+        lines += ["", "Returns:", *returned]
     return "\n".join(lines) + "\n"
+
+
+def output_names(func: Callable[..., Any]) -> tuple[str, ...]:
+    """The outputs of a component body: its ``Output[...]`` parameters and its NamedTuple's fields."""
+    from kfp.dsl.types import type_annotations
+
+    sig = inspect.signature(func)
+    names = [
+        n for n, p in sig.parameters.items() if type_annotations.is_artifact_wrapped_in_Output(p.annotation)
+    ]
+    returned = sig.return_annotation
+    names += list(getattr(returned, "_fields", ()))
+    return tuple(names)
 
 
 def signature_mismatches(func: Callable[..., Any], config_cls: type, artifacts: tuple[str, ...]) -> list[str]:

@@ -4,7 +4,7 @@
 
 from kfp.dsl import Artifact, Dataset, Markdown, Output
 
-from components.common.config import component_doc
+from components.common.config import component_doc, output_names
 from components.common.images import ImageSet, build_component
 from components.data.config import DataConfig
 
@@ -57,4 +57,6 @@ def data(
 
 def component(images: ImageSet | None = None):
     """The data stage as a lightweight KFP component (base image: the data stage's image)."""
-    return build_component(data, "data", images, doc=component_doc(SUMMARY, DataConfig, ARTIFACT_HELP))
+    return build_component(
+        data, "data", images, doc=component_doc(SUMMARY, DataConfig, ARTIFACT_HELP, output_names(data))
+    )

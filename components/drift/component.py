@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
-from components.common.config import component_doc
+from components.common.config import component_doc, output_names
 from components.common.images import ImageSet, build_component
 from components.drift.config import DriftConfig
 
@@ -23,6 +23,7 @@ ARTIFACT_HELP = {
     "report": "self-contained HTML report: drift chart, window table, UMAP view, clusters, settings",
     "metrics": "windows tested and flagged, max centroid distance, thresholds, row counts",
     "drift_table": "Parquet file, one row per window: rows, accuracy, every detector's score and verdict",
+    "alert": "true when at least one window of this run drifted (the value dsl.If tests)",
 }
 
 
@@ -65,4 +66,6 @@ def drift(
 
 def component(images: ImageSet | None = None):
     """The drift stage as a lightweight KFP component (base image: the drift stage's image)."""
-    return build_component(drift, "drift", images, doc=component_doc(SUMMARY, DriftConfig, ARTIFACT_HELP))
+    return build_component(
+        drift, "drift", images, doc=component_doc(SUMMARY, DriftConfig, ARTIFACT_HELP, output_names(drift))
+    )

@@ -4,7 +4,7 @@
 
 from kfp.dsl import Dataset, Input, Markdown, Model, Output
 
-from components.common.config import component_doc
+from components.common.config import component_doc, output_names
 from components.common.images import ImageSet, build_component
 from components.embed.config import EmbedConfig
 
@@ -48,4 +48,6 @@ def embed(
 
 def component(images: ImageSet | None = None):
     """The embed stage as a lightweight KFP component (base image: the embed stage's image)."""
-    return build_component(embed, "embed", images, doc=component_doc(SUMMARY, EmbedConfig, ARTIFACT_HELP))
+    return build_component(
+        embed, "embed", images, doc=component_doc(SUMMARY, EmbedConfig, ARTIFACT_HELP, output_names(embed))
+    )

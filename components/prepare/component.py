@@ -2,7 +2,7 @@
 
 from kfp.dsl import Dataset, Input, Markdown, Output
 
-from components.common.config import component_doc
+from components.common.config import component_doc, output_names
 from components.common.images import ImageSet, build_component
 from components.prepare.config import PrepareConfig
 
@@ -49,4 +49,6 @@ def prepare(
 
 def component(images: ImageSet | None = None):
     """The prepare component, its image taken from ``images``, its docstring from :class:`PrepareConfig`."""
-    return build_component(prepare, "prepare", images, doc=component_doc(SUMMARY, CONFIG, ARTIFACT_HELP))
+    return build_component(
+        prepare, "prepare", images, doc=component_doc(SUMMARY, CONFIG, ARTIFACT_HELP, output_names(prepare))
+    )

@@ -4,7 +4,7 @@
 
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.common.config import component_doc
+from components.common.config import component_doc, output_names
 from components.common.images import ImageSet, build_component
 from components.train.config import TrainConfig, profile_defaults_text
 
@@ -52,4 +52,6 @@ def train(
 
 def component(images: ImageSet | None = None):
     """The train stage as a KFP lightweight component (base image: the train stage's image)."""
-    return build_component(train, "train", images, doc=component_doc(SUMMARY, TrainConfig, ARTIFACT_HELP))
+    return build_component(
+        train, "train", images, doc=component_doc(SUMMARY, TrainConfig, ARTIFACT_HELP, output_names(train))
+    )
