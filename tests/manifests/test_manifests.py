@@ -3,7 +3,6 @@
 Only local manifests are built (no network here); the remote KFP base is checked as a string.
 """
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -13,17 +12,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from components.pipelines.settings import ARIZE_SECRET_KEYS, ClusterSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 K8S_VERSION = "1.33.0"  # the kindest/node version of manifests/kind/cluster.yaml
 KFP_REF = "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=2.17.0"
-
-
-def _pipeline_module():
-    spec = importlib.util.spec_from_file_location("fashion_drift_pipeline_m", ROOT / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _validate(doc: dict) -> None:
@@ -52,10 +46,9 @@ def test_project_manifests_build_and_validate(built_project):
 
 
 def test_secret_matches_what_the_pipeline_reads(built_project):
-    pipeline = _pipeline_module()
     (secret,) = [d for d in built_project if d["kind"] == "Secret"]
-    assert secret["metadata"]["name"] == pipeline.ClusterSettings().arize_secret
-    assert set(secret["data"]) == set(pipeline.ARIZE_SECRET_KEYS)
+    assert secret["metadata"]["name"] == ClusterSettings().arize_secret
+    assert set(secret["data"]) == set(ARIZE_SECRET_KEYS)
 
 
 def test_launcher_config_points_at_the_kfp_object_store(built_project):

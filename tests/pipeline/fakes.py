@@ -19,6 +19,7 @@ from kfp.dsl import (
 )
 
 from components.common.images import build_component
+from components.pipelines.stages import Stages
 
 
 def data(
@@ -41,6 +42,12 @@ def data(
         f"{training_size},{validation_size},{production_size}"
     )
     open(data_card.path, "w").write("# card")
+    dataset.metadata["rows"] = {
+        "training": training_size,
+        "validation": validation_size,
+        "production": production_size,
+    }
+    dataset.metadata["degraded"] = {"none": training_size + validation_size, "rotate": 2, "blur": 1}
     open(sample_grid.path, "wb").write(b"png")
 
 
@@ -57,9 +64,13 @@ def train(
     max_steps: int = -1,
     seed: int = 0,
 ):
+    import logging
     import os
+    import warnings
 
     os.makedirs(model.path)
+    warnings.warn("fake train: class 3 has no validation rows", stacklevel=1)
+    logging.warning("fake train: a logged warning")
     open(os.path.join(model.path, "config.json"), "w").write("{}")
     metrics.log_metric("accuracy", 0.5)
 
@@ -72,13 +83,15 @@ def embed(
     splits: str = "training,validation,production",
     shard_index: int = 0,
     num_shards: int = 1,
-    batch_size: int = 8,
+    embed_batch_size: int = 8,
 ):
     import os
 
     os.makedirs(embeddings.path)
     open(os.path.join(embeddings.path, "shard.txt"), "w").write(f"{shard_index}/{num_shards}:{splits}")
     open(summary.path, "w").write("# embed")
+    embeddings.metadata["rows"] = 10 + shard_index
+    embeddings.metadata["failures"] = 0
 
 
 def prepare(
@@ -95,17 +108,19 @@ def prepare(
     shards = sorted(open(os.path.join(e.path, "shard.txt")).read() for e in embeddings)
     open(os.path.join(prepared.path, "shards.txt"), "w").write("\n".join(shards))
     open(summary.path, "w").write("# prepare")
+    prepared.metadata.update({"rows_training": 12, "rows_production": 8, "rejected": 1})
 
 
 def arize(
     prepared: Input[Dataset],
     summary: Output[Markdown],
-    model_name: str = "fashion-mnist-classifier",
+    arize_model_name: str = "fashion-mnist-classifier",
     model_version: str = "",
-    require_credentials: bool = False,
+    require_arize_credentials: bool = False,
     chunk_rows: int = 1000,
 ):
     open(summary.path, "w").write("# arize: nothing logged")
+    summary.metadata["sent"] = False
 
 
 def drift(
@@ -115,9 +130,9 @@ def drift(
     metrics: Output[Metrics],
     drift_table: Output[Dataset],
     baseline_environment: str = "training",
-    window: str = "daily",
+    drift_window: str = "daily",
     false_alarm_rate: float = 0.01,
-    n_resamples: int = 1000,
+    drift_resamples: int = 1000,
     projection: str = "umap",
     seed: int = 0,
 ) -> NamedTuple("Outputs", [("alert", bool)]):
@@ -128,7 +143,27 @@ def drift(
     open(report.path, "w").write(f"<html><body><pre>{shards}</pre></body></html>")
     open(drift_table.path, "wb").write(b"table")
     metrics.log_metric("drift_score", 1.0)
+    drift_table.metadata.update({"windows": 7, "flagged": 3})
     return namedtuple("Outputs", ["alert"])(True)
+
+
+def failing_data(
+    dataset: Output[Dataset],
+    data_card: Output[Markdown],
+    sample_grid: Output[Artifact],
+    source: str = "",
+    training_size: int = 10,
+    validation_size: int = 5,
+    production_size: int = 5,
+    production_days: int = 7,
+    window_days: int = 2,
+    degraded_share: float = 0.5,
+    seed: int = 0,
+):
+    """A data stage that logs 40 numbered lines, then fails."""
+    for i in range(40):
+        print(f"fake data log line {i}")
+    raise ValueError("fake data stage failed on purpose")
 
 
 FACTORIES = {
@@ -142,3 +177,15 @@ FACTORIES = {
         "drift": drift,
     }.items()
 }
+
+FAILING_DATA = {"data": lambda images: build_component(failing_data, "data", images)}
+
+
+def use_fake_stages(monkeypatch) -> None:
+    """Build every pipeline from the stand-in stages (same signatures), plus any ``overrides``."""
+    original = Stages.build.__func__
+
+    def build(cls, images=None, overrides=None):
+        return original(cls, images, {**FACTORIES, **(overrides or {})})
+
+    monkeypatch.setattr(Stages, "build", classmethod(build))

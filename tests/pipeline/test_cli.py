@@ -1,9 +1,18 @@
 """pipeline.py's command line against a loopback server that answers the KFP v2beta1 REST API."""
 
+import importlib
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
+
+from components.pipelines import cli
+from tests.pipeline import fakes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tasks(spec: dict) -> dict:
@@ -11,8 +20,7 @@ def _tasks(spec: dict) -> dict:
 
 
 def test_submit_uploads_spec_parameters_and_root(with_fake_stages, fake_kfp, capsys):
-    pipeline = with_fake_stages
-    rc = pipeline.main(
+    rc = cli.main(
         [
             "submit",
             "--host",
@@ -63,13 +71,12 @@ def test_submit_uploads_spec_parameters_and_root(with_fake_stages, fake_kfp, cap
 
 def test_submit_reports_a_failed_run(with_fake_stages, fake_kfp, capsys):
     fake_kfp.final_state = "FAILED"
-    assert with_fake_stages.main(["submit", "--host", fake_kfp.url, "--wait"]) == 1
+    assert cli.main(["submit", "--host", fake_kfp.url, "--wait"]) == 1
     assert "final state: FAILED" in capsys.readouterr().out
 
 
 def test_schedule_creates_a_recurring_monitoring_run(with_fake_stages, fake_kfp):
-    pipeline = with_fake_stages
-    rc = pipeline.main(
+    rc = cli.main(
         [
             "schedule",
             "--host",
@@ -99,42 +106,41 @@ def test_schedule_creates_a_recurring_monitoring_run(with_fake_stages, fake_kfp)
 
 
 def test_unschedule_disables_by_name(with_fake_stages, fake_kfp, capsys):
-    pipeline = with_fake_stages
-    assert pipeline.main(["schedule", "--host", fake_kfp.url, "--cron", "0 */6 * * *"]) == 0
-    assert pipeline.main(["unschedule", "--host", fake_kfp.url]) == 0
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "0 */6 * * *"]) == 0
+    assert cli.main(["unschedule", "--host", fake_kfp.url]) == 0
     assert fake_kfp.calls("POST", "/apis/v2beta1/recurringruns/rr-1:disable")
     assert fake_kfp.recurring_runs["rr-1"]["mode"] == "DISABLE"
     assert "disabled recurring run(s) rr-1" in capsys.readouterr().out
 
 
 def test_unschedule_unknown_name_is_a_clear_error(with_fake_stages, fake_kfp, capsys):
-    assert with_fake_stages.main(["unschedule", "--host", fake_kfp.url, "--name", "nope"]) == 2
+    assert cli.main(["unschedule", "--host", fake_kfp.url, "--name", "nope"]) == 2
     assert "no recurring run named 'nope'" in capsys.readouterr().err
 
 
 def test_bad_cron_is_refused_before_any_call(with_fake_stages, fake_kfp, capsys):
-    assert with_fake_stages.main(["schedule", "--host", fake_kfp.url, "--cron", "daily"]) == 2
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "daily"]) == 2
     assert "expected 5 or 6 space-separated fields" in capsys.readouterr().err
     assert not fake_kfp.requests
 
 
-def test_unreachable_host_says_which_port_forward_to_run(pipeline_module, capsys):
+def test_unreachable_host_says_which_port_forward_to_run(capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    assert pipeline_module.main(["submit", "--host", dead]) == 2
+    assert cli.main(["submit", "--host", dead]) == 2
     err = capsys.readouterr().err
     assert f"no KFP API answers at {dead}" in err
     assert "kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80" in err
 
 
-def test_bad_param_syntax(pipeline_module):
+def test_bad_param_syntax():
     with pytest.raises(SystemExit, match="expected name=value"):
-        pipeline_module.parse_params(["num_shards"])
+        cli.parse_params(["num_shards"])
 
 
-def test_params_are_typed_from_json(pipeline_module):
-    assert pipeline_module.parse_params(["a=3", "b=0.5", "c=true", "d=text"]) == {
+def test_params_are_typed_from_json():
+    assert cli.parse_params(["a=3", "b=0.5", "c=true", "d=text"]) == {
         "a": 3,
         "b": 0.5,
         "c": True,
@@ -143,10 +149,7 @@ def test_params_are_typed_from_json(pipeline_module):
 
 
 def test_compile_writes_both_pipelines(with_fake_stages, tmp_path, capsys):
-    assert (
-        with_fake_stages.main(["compile", "--output-dir", str(tmp_path), "--gpu-node-value", "nvidia-a100"])
-        == 0
-    )
+    assert cli.main(["compile", "--output-dir", str(tmp_path), "--gpu-node-value", "nvidia-a100"]) == 0
     for name in ("training", "monitoring"):
         docs = list(yaml.safe_load_all((tmp_path / f"{name}.yaml").read_text()))
         labels = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-embed"][
@@ -156,7 +159,7 @@ def test_compile_writes_both_pipelines(with_fake_stages, tmp_path, capsys):
 
 
 def test_unknown_parameter_is_refused_before_any_call(with_fake_stages, fake_kfp, capsys):
-    assert with_fake_stages.main(["submit", "--host", fake_kfp.url, "--param", "num_shard=2"]) == 2
+    assert cli.main(["submit", "--host", fake_kfp.url, "--param", "num_shard=2"]) == 2
     err = capsys.readouterr().err
     assert "unknown parameter(s) num_shard for fashion-drift-training" in err
     assert "num_shards" in err
@@ -164,11 +167,9 @@ def test_unknown_parameter_is_refused_before_any_call(with_fake_stages, fake_kfp
 
 
 def test_submit_upload_registers_a_pipeline_then_a_version_and_runs_it(with_fake_stages, fake_kfp):
-    pipeline = with_fake_stages
     for _ in range(2):
         assert (
-            pipeline.main(["submit", "--host", fake_kfp.url, "--upload", "--param", "seed=3", "--tag", "t9"])
-            == 0
+            cli.main(["submit", "--host", fake_kfp.url, "--upload", "--param", "seed=3", "--tag", "t9"]) == 0
         )
     (created,) = fake_kfp.calls("POST", "/apis/v2beta1/pipelines/upload")
     assert created.query["name"] == ["fashion-drift-training"]
@@ -184,27 +185,35 @@ def test_submit_upload_registers_a_pipeline_then_a_version_and_runs_it(with_fake
     assert second["runtime_config"]["parameters"] == {"seed": 3}
 
 
-def test_leftover_kfp_print_wrappers_are_peeled_off(pipeline_module):
-    import builtins
-
-    from kfp.local import logging_utils
-
-    real = builtins.print
-    with logging_utils.indented_print(), logging_utils.indented_print():
-        wrapped = builtins.print
-        assert wrapped is not real
-        assert pipeline_module._unindented_print(wrapped) is real
-    assert builtins.print is real
-
-
 @pytest.mark.parametrize("stage", ["data", "train", "embed", "prepare", "arize", "drift"])
-def test_stand_in_stages_keep_the_real_signatures(fakes, stage):
+def test_stand_in_stages_keep_the_real_signatures(stage):
     """The stand-ins may leave out optional parameters, never add or rename one."""
-    import importlib
-
     real = importlib.import_module(f"components.{stage}.component").component().component_spec
     fake = fakes.FACTORIES[stage](None).component_spec
     assert set(fake.inputs or {}) <= set(real.inputs or {})
     assert set(fake.outputs or {}) == set(real.outputs or {})
     required = {n for n, spec in (real.inputs or {}).items() if not spec.optional}
     assert required <= set(fake.inputs or {})
+
+
+def test_root_pipeline_py_is_the_entry_point(tmp_path):
+    """`python pipeline.py ...` (the README's commands) runs the package's command line, from any folder."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "pipeline.py"), "unschedule", "--host", dead],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"pipeline.py unschedule: no KFP API answers at {dead}")
+
+
+def test_an_unknown_stage_override_is_refused():
+    from components.pipelines.stages import Stages
+
+    with pytest.raises(TypeError, match="unknown stage.*embedd"):
+        Stages.build(overrides={"embedd": fakes.FACTORIES["embed"]})

@@ -6,6 +6,8 @@ import pytest
 import yaml
 
 from components.common.images import STAGES, ImageSet
+from components.pipelines.definitions import compile_pipelines
+from components.pipelines.settings import ClusterSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "pipelines"
@@ -18,10 +20,10 @@ COMPONENT_STAGE = {stage: stage for stage in STAGES} | {
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory, pipeline_module) -> dict[str, tuple[dict, dict]]:
-    """Both pipelines compiled with the defaults: {name: (pipeline_spec, platform_spec)}."""
+def compiled(tmp_path_factory) -> dict[str, tuple[dict, dict, Path]]:
+    """Both pipelines compiled with the defaults: {name: (pipeline_spec, platform_spec, path)}."""
     out = tmp_path_factory.mktemp("compiled")
-    paths = pipeline_module.compile_pipelines(out)
+    paths = compile_pipelines(out)
     docs = {}
     for name, path in paths.items():
         spec, platform = list(yaml.safe_load_all(path.read_text()))
@@ -138,7 +140,6 @@ def test_embed_fans_out_and_is_gathered(compiled):
     prepare = spec["root"]["dag"]["tasks"]["prepare"]
     embeddings = prepare["inputs"]["artifacts"]["embeddings"]
     assert embeddings["taskOutputArtifact"]["producerTask"].startswith("for-loop")
-    assert spec["root"]["inputDefinitions"]["parameters"]["num_shards"]["defaultValue"] == 1
 
 
 def test_monitoring_imports_its_inputs_and_alerts_on_drift(compiled):
@@ -153,11 +154,11 @@ def test_monitoring_imports_its_inputs_and_alerts_on_drift(compiled):
     assert set(root["outputDefinitions"]["artifacts"]) == {"report", "drift_table", "prepared"}
 
 
-def test_registry_tag_and_gpu_pool_are_compile_time_settings(tmp_path, pipeline_module):
-    settings = pipeline_module.ClusterSettings(gpu_node_key="pool", gpu_node_value="a100", gpu_limit=2)
-    path = pipeline_module.compile_pipelines(
-        tmp_path, ImageSet("reg.local:5000/x", "t1"), settings, which=("training",)
-    )["training"]
+def test_registry_tag_and_gpu_pool_are_compile_time_settings(tmp_path):
+    settings = ClusterSettings(gpu_node_key="pool", gpu_node_value="a100", gpu_limit=2)
+    path = compile_pipelines(tmp_path, ImageSet("reg.local:5000/x", "t1"), settings, which=("training",))[
+        "training"
+    ]
     spec, platform = list(yaml.safe_load_all(path.read_text()))
     assert _executors(spec)["exec-embed"]["container"]["image"] == "reg.local:5000/x/fashion-drift-embed:t1"
     assert _executors(spec)["exec-train"]["container"]["resources"]["accelerator"]["resourceCount"] == "2"
@@ -165,9 +166,9 @@ def test_registry_tag_and_gpu_pool_are_compile_time_settings(tmp_path, pipeline_
     assert k8s["exec-train"]["nodeSelector"]["labels"] == {"pool": "a100"}
 
 
-def test_kind_compile_asks_for_no_gpu(tmp_path, pipeline_module):
-    settings = pipeline_module.ClusterSettings(gpu_limit=0)
-    path = pipeline_module.compile_pipelines(tmp_path, None, settings, which=("training",))["training"]
+def test_kind_compile_asks_for_no_gpu(tmp_path):
+    settings = ClusterSettings(gpu_limit=0)
+    path = compile_pipelines(tmp_path, None, settings, which=("training",))["training"]
     spec, platform = list(yaml.safe_load_all(path.read_text()))
     assert all(
         "accelerator" not in e.get("container", {}).get("resources", {}) for e in _executors(spec).values()
@@ -179,6 +180,48 @@ def test_kind_compile_asks_for_no_gpu(tmp_path, pipeline_module):
 @pytest.mark.parametrize(
     "kwargs", [{"gpu_limit": -1}, {"gpu_node_key": ""}, {"arize_secret": ""}, {"retries": -1}]
 )
-def test_bad_settings_are_refused(pipeline_module, kwargs):
+def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
-        pipeline_module.ClusterSettings(**kwargs)
+        ClusterSettings(**kwargs)
+
+
+def _component_inputs(spec: dict, component: str) -> dict:
+    return spec["components"][component].get("inputDefinitions", {}).get("parameters", {})
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_a_pipeline_parameter_reaches_its_stage_under_its_own_name_and_default(compiled, name):
+    """One name and one default from the pipeline down to the stage (a stage's default is its Config's).
+
+    Every stage input fed from a pipeline parameter has that parameter's name, and the pipeline's
+    default is the stage's: e.g. embed_batch_size is the same in both pipelines, and no stage has
+    `window` where the pipeline says `drift_window`.
+    """
+    spec = compiled[name][0]
+    root = spec["root"]["inputDefinitions"]["parameters"]
+    fed = set()
+    for task_name, task in _all_tasks(spec):
+        component = task["componentRef"]["name"]
+        if component.startswith(("comp-for-loop", "comp-condition", "comp-importer")):
+            continue  # the sub-DAGs pass parameters on; an importer takes its URI as `uri`
+        stage_inputs = _component_inputs(spec, component)
+        for param, source in task.get("inputs", {}).get("parameters", {}).items():
+            pipeline_param = source.get("componentInputParameter", "").removeprefix("pipelinechannel--")
+            if pipeline_param not in root:
+                continue  # a constant, a task output or the loop's item
+            fed.add(pipeline_param)
+            assert param == pipeline_param, f"{task_name}: {param} <- pipeline parameter {pipeline_param}"
+            stage_default = stage_inputs[param].get("defaultValue")
+            if stage_default is not None:
+                assert root[pipeline_param].get("defaultValue") == stage_default, f"{task_name}.{param}"
+    monitoring_inputs = {"production_uri", "model_uri", "baseline_uri"}  # the importers' URIs
+    assert set(root) - fed <= monitoring_inputs
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_every_pipeline_parameter_has_the_help_the_kfp_ui_shows(compiled, name):
+    params = compiled[name][0]["root"]["inputDefinitions"]["parameters"]
+    assert not [p for p, spec in params.items() if not spec.get("description")]
+    assert params["false_alarm_rate"]["description"].startswith(
+        "Chance that a window of clean data is flagged"
+    )

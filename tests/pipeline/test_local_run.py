@@ -4,12 +4,14 @@ then the monitoring pipeline on what it produced."""
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from components.common import schema
+from components.pipelines import cli
 
 SMALL = {
     "training_size": 600,
@@ -21,14 +23,15 @@ SMALL = {
     "num_shards": 2,
     "projection": "pca",
 }
+PROGRESS = re.compile(r"^(\S+(?: \d+/\d+)?) +\d+(?:\.\d)?s(?:  (.*))?$")
 
 
-def _run(pipeline_module, args: list[str]) -> list[str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = pipeline_module.main(args)
-    assert rc == 0, out.getvalue()[-3000:]
-    return [line for line in out.getvalue().splitlines() if line.strip()]
+def _run(args: list[str]) -> tuple[list[str], str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(args)
+    assert rc == 0, (out.getvalue() + err.getvalue())[-5000:]
+    return [line for line in out.getvalue().splitlines() if line.strip()], err.getvalue()
 
 
 def _listing(lines: list[str], count: int) -> dict[str, str]:
@@ -36,18 +39,44 @@ def _listing(lines: list[str], count: int) -> dict[str, str]:
     return dict(line.strip().split(": ", 1) for line in lines[-count - 1 : -1])
 
 
+def _progress(lines: list[str]) -> dict[str, str]:
+    return {m[1]: m[2] or "" for m in map(PROGRESS.match, lines) if m}
+
+
 @pytest.fixture(scope="module")
-def training_run(pipeline_module, fashion_dir, tmp_path_factory):
+def training_run(fashion_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("local-run")
     args = ["run", "--local", "--output-dir", str(root), "--param", f"source={fashion_dir}"]
     for name, value in SMALL.items():
         args += ["--param", f"{name}={value}"]
-    return root, _run(pipeline_module, args)
+    lines, err = _run(args)
+    return root, lines, err
 
 
 @pytest.mark.slow
-def test_run_local_runs_every_stage_and_ends_with_the_report_path(training_run):
-    root, lines = training_run
+def test_run_local_prints_one_line_per_task_and_ends_with_the_report_path(training_run):
+    root, lines, err = training_run
+    progress = _progress(lines)
+    assert set(progress) == {
+        "data",
+        "shard-indices",
+        "train",
+        "embed 1/2",
+        "embed 2/2",
+        "prepare",
+        "arize",
+        "drift",
+    }
+    assert progress["data"] == "1,500 rows, 100 degraded"  # 600 + 200 + 700; 100 in the degraded window
+    assert re.fullmatch(r"accuracy 0\.\d{3}", progress["train"])
+    assert progress["embed 1/2"] == "750 rows" and progress["embed 2/2"] == "750 rows"
+    prepared_rows, rejected_rows = map(int, re.findall(r"\d+", progress["prepare"].replace(",", "")))
+    assert prepared_rows + rejected_rows == 1500
+    assert progress["arize"] == "nothing sent (no credentials)"
+    assert re.fullmatch(r"\d+/\d+ windows flagged, alert (True|False)", progress["drift"])
+    assert len(lines) == 1 + 8 + 1 + 4 + 1, "\n".join(lines)  # no executor input, no task log
+    assert "Got executor_input" not in err and "Executing task" not in err
+
     assert lines[-1].startswith("drift report: ")
     report = Path(lines[-1].removeprefix("drift report: "))
     assert report.is_file() and report.is_relative_to(root) and report.suffix == ".html"
@@ -65,15 +94,18 @@ def test_run_local_runs_every_stage_and_ends_with_the_report_path(training_run):
     rows = sum(pq.read_metadata(prepared / schema.prepared_file(env)).num_rows for env in schema.SPLITS)
     rejected = pq.read_metadata(prepared / schema.PREPARED_REJECTED_FILE).num_rows
     assert rows + rejected == expected  # both embed shards were gathered, nothing dropped
+    assert (rows, rejected) == (prepared_rows, rejected_rows)
     summary = json.loads((Path(listed["model"]) / "training_summary.json").read_text())
     assert summary["model_version"]
     assert Path(listed["data_card"]).read_text().startswith("#")
-    assert pq.read_table(listed["drift_table"]).num_rows > 0
+    flagged, windows = map(int, progress["drift"].split()[0].split("/"))
+    table = pq.read_table(listed["drift_table"])
+    assert table.num_rows == windows and sum(table.column("flagged").to_pylist()) == flagged
 
 
 @pytest.mark.slow
-def test_monitoring_runs_on_the_stored_training_outputs(pipeline_module, training_run, tmp_path):
-    _, lines = training_run
+def test_monitoring_runs_on_the_stored_training_outputs(training_run, tmp_path):
+    _, lines, _ = training_run
     listed = _listing(lines, 4)
     dataset = Path(listed["data_card"]).parent / "dataset"  # the data task's Dataset folder
     args = [
@@ -81,10 +113,11 @@ def test_monitoring_runs_on_the_stored_training_outputs(pipeline_module, trainin
         "--param", f"production_uri={dataset}", "--param", f"model_uri={listed['model']}",
         "--param", f"baseline_uri={listed['prepared']}", "--param", "projection=pca",
     ]  # fmt: skip
-    out = _run(pipeline_module, args)
+    out, _ = _run(args)
     assert out[-1].startswith("drift report: ")
     monitored = _listing(out, 3)
     assert monitored["alert"] in ("True", "False")
+    assert _progress(out)["alert-gate"] == f"alert {monitored['alert']}"
     production = pq.read_metadata(Path(monitored["prepared"]) / schema.prepared_file(schema.PRODUCTION))
     assert production.num_rows > 0
     assert not (Path(monitored["prepared"]) / schema.prepared_file(schema.TRAINING)).exists()
@@ -95,9 +128,6 @@ def test_monitoring_runs_on_the_stored_training_outputs(pipeline_module, trainin
         assert notices[0].read_text().startswith("# Embedding drift alert")
 
 
-def test_monitoring_without_its_inputs_is_a_clear_error(pipeline_module, tmp_path, capsys):
-    assert (
-        pipeline_module.main(["run", "--local", "--pipeline", "monitoring", "--output-dir", str(tmp_path)])
-        == 2
-    )
+def test_monitoring_without_its_inputs_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["run", "--local", "--pipeline", "monitoring", "--output-dir", str(tmp_path)]) == 2
     assert "needs --param production_uri=" in capsys.readouterr().err

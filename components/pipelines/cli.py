@@ -1,0 +1,214 @@
+"""The two pipelines (training, monitoring) and the command line that compiles, runs, submits and schedules them.
+
+python pipeline.py compile [--registry R] [--tag T] [--gpu-node-key K --gpu-node-value V] [--gpu-limit N]
+                           [--arize-secret S] [--storage-endpoint URL]
+python pipeline.py run --local [--pipeline training|monitoring] [--output-dir DIR] [--param name=value ...]
+                           [--verbose]
+python pipeline.py submit --host URL [--pipeline training|monitoring] [--param name=value ...] [--upload] [--wait]
+python pipeline.py schedule --host URL --cron "0 0 6 * * *" [--param name=value ...]
+python pipeline.py unschedule --host URL [--name NAME | --id ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from components import __version__
+from components.common.images import DEFAULT_REGISTRY, ImageSet
+from components.pipelines.client import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_SCHEDULE_NAME,
+    EndpointError,
+    schedule,
+    submit,
+    unschedule,
+)
+from components.pipelines.definitions import MONITORING, PIPELINES_DIR, ROOT, TRAINING, compile_pipelines
+from components.pipelines.settings import ClusterSettings
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_params(items: list[str] | None) -> dict:
+    """``["num_shards=4", "profile=cluster"]`` -> ``{"num_shards": 4, "profile": "cluster"}`` (JSON values)."""
+    params = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param {item!r}: expected name=value, e.g. --param num_shards=4")
+        params[name.strip()] = _parse_value(value)
+    return params
+
+
+def _add_image_and_cluster_args(p: argparse.ArgumentParser) -> None:
+    d = ClusterSettings()
+    p.add_argument("--registry", default=DEFAULT_REGISTRY, help="image registry (default: %(default)s)")
+    p.add_argument("--tag", default=__version__, help="image tag (default: the package version, %(default)s)")
+    p.add_argument(
+        "--gpu-node-key", default=d.gpu_node_key, help="GPU node-pool label key (default: %(default)s)"
+    )
+    p.add_argument(
+        "--gpu-node-value", default=d.gpu_node_value, help="GPU node-pool label value (default: %(default)s)"
+    )
+    p.add_argument(
+        "--gpu-limit",
+        type=int,
+        default=d.gpu_limit,
+        help="GPUs per train/embed task; 0: no GPU request, node selector or toleration (kind) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--arize-secret", default=d.arize_secret, help="Secret with api-key, space-id (default: %(default)s)"
+    )
+    p.add_argument(
+        "--storage-endpoint",
+        default=d.storage_endpoint,
+        help="S3 endpoint of the image links (prepare, arize, drift) (optional)",
+    )
+
+
+def _images_and_settings(args) -> tuple[ImageSet, ClusterSettings]:
+    return ImageSet(args.registry, args.tag), ClusterSettings(
+        gpu_node_key=args.gpu_node_key,
+        gpu_node_value=args.gpu_node_value,
+        gpu_limit=args.gpu_limit,
+        arize_secret=args.arize_secret,
+        storage_endpoint=args.storage_endpoint,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pipeline.py`` command line: compile, run --local, submit, schedule, unschedule."""
+    parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="write pipelines/training.yaml and pipelines/monitoring.yaml")
+    _add_image_and_cluster_args(p)
+    p.add_argument("--output-dir", type=Path, default=PIPELINES_DIR, help="(default: pipelines/)")
+
+    p = sub.add_parser("run", help="run a pipeline (training by default) on this machine through kfp.local")
+    p.add_argument(
+        "--local", action="store_true", required=True, help="run through kfp.local (the only mode)"
+    )
+    p.add_argument(
+        "--pipeline",
+        choices=(TRAINING, MONITORING),
+        default=TRAINING,
+        help="(default: training; monitoring needs production_uri, model_uri, baseline_uri)",
+    )
+    p.add_argument(
+        "--output-dir", type=Path, default=ROOT / "outputs", help="pipeline root (default: outputs/)"
+    )
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a training pipeline parameter")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print kfp.local's detail (executor inputs, every task's whole log)",
+    )
+
+    for command, helptext in (
+        ("submit", "upload a pipeline to a KFP endpoint and start a run"),
+        ("schedule", "create a recurring run of the monitoring pipeline"),
+    ):
+        p = sub.add_parser(command, help=helptext)
+        p.add_argument("--host", required=True, help="KFP API, e.g. http://localhost:8080")
+        p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter")
+        p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="(default: %(default)s)")
+        p.add_argument(
+            "--pipeline-root", default=None, help="gs://..., s3://..., minio://... (default: the server's)"
+        )
+        _add_image_and_cluster_args(p)
+        if command == "submit":
+            p.add_argument("--pipeline", choices=(TRAINING, MONITORING), default=TRAINING)
+            p.add_argument("--run-name", default=None)
+            p.add_argument("--wait", action="store_true", help="wait for the run to end and print its state")
+            p.add_argument(
+                "--upload",
+                action="store_true",
+                help="register the pipeline and a new version first, then run it",
+            )
+            p.add_argument(
+                "--timeout", type=int, default=4 * 3600, help="seconds to wait (default: %(default)s)"
+            )
+        else:
+            p.add_argument("--cron", required=True, help="cron with seconds, e.g. '0 0 6 * * *'")
+            p.add_argument("--name", default=DEFAULT_SCHEDULE_NAME, help="(default: %(default)s)")
+            p.add_argument("--catchup", action="store_true", help="backfill missed intervals (default: no)")
+            p.add_argument("--max-concurrency", type=int, default=1, help="(default: %(default)s)")
+
+    p = sub.add_parser("unschedule", help="disable a recurring run")
+    p.add_argument("--host", required=True)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--name", default=DEFAULT_SCHEDULE_NAME, help="display name (default: %(default)s)")
+    group.add_argument("--id", dest="recurring_run_id", default=None)
+    return parser
+
+
+def _run(args) -> None:
+    from components.pipelines.local import run_local  # kfp.local only for this command
+
+    paths = run_local(args.output_dir, parse_params(args.param), which=args.pipeline, verbose=args.verbose)
+    print(f"artifacts under {Path(args.output_dir).resolve()}")
+    for name, path in paths.items():
+        if name not in ("report", "report_artifact"):
+            print(f"  {name}: {path}")
+    print(f"drift report: {paths['report']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``pipeline.py`` command; returns the exit status (2: a clear error, printed on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "compile":
+            images, settings = _images_and_settings(args)
+            for name, path in compile_pipelines(args.output_dir, images, settings).items():
+                print(f"compiled {name}: {path}")
+        elif args.command == "run":
+            _run(args)
+        elif args.command == "submit":
+            images, settings = _images_and_settings(args)
+            run_id, state = submit(
+                args.host,
+                args.pipeline,
+                parse_params(args.param),
+                args.experiment,
+                args.run_name,
+                args.pipeline_root,
+                images,
+                settings,
+                args.wait,
+                args.timeout,
+                upload=args.upload,
+            )
+            print(f"run {run_id} submitted to {args.host}" + (f"; final state: {state}" if state else ""))
+            if state and state.upper() != "SUCCEEDED":
+                return 1
+        elif args.command == "schedule":
+            images, settings = _images_and_settings(args)
+            rid = schedule(
+                args.host,
+                args.cron,
+                parse_params(args.param),
+                args.name,
+                args.experiment,
+                args.pipeline_root,
+                args.catchup,
+                args.max_concurrency,
+                images,
+                settings,
+            )
+            print(f"recurring run {rid} ({args.name!r}, cron {args.cron!r}) created at {args.host}")
+        elif args.command == "unschedule":
+            ids = unschedule(args.host, args.name, args.recurring_run_id)
+            print(f"disabled recurring run(s) {', '.join(ids)} at {args.host}")
+    except (EndpointError, LookupError, ValueError, RuntimeError) as exc:
+        print(f"pipeline.py {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
