@@ -17,7 +17,10 @@ from components.drift.config import DriftConfig
 def test_the_kfp_ui_shows_the_config_help_for_every_input():
     spec = drift_component().component_spec
     assert set(spec.outputs) == {"report", "metrics", "drift_table", "alert"}
-    assert set(ARTIFACT_HELP) == set(ARTIFACTS)
+    assert set(ARTIFACT_HELP) == set(ARTIFACTS) | {"alert"}
+    assert {name: spec.outputs[name].description for name in spec.outputs} == {
+        name: ARTIFACT_HELP[name] for name in spec.outputs
+    }
     described = {name: spec.inputs[name].description for name in spec.inputs}
     want = {f.name: help_of(f) for f in component_fields(DriftConfig)}
     want.update({name: ARTIFACT_HELP[name] for name in ("prepared", "baseline")})
