@@ -415,16 +415,12 @@ def arize_client(credentials: Credentials, config: ArizeConfig | None = None):
     from arize import ArizeClient
 
     config = config or ArizeConfig()
-    endpoint = {
-        k: v
-        for k, v in (
-            ("api_host", config.api_host),
-            ("api_scheme", config.api_scheme),
-            ("api_port", config.api_port),
-        )
-        if v
-    }
-    return ArizeClient(api_key=credentials.api_key, **endpoint)
+    return ArizeClient(  # None: the SDK's own setting
+        api_key=credentials.api_key,
+        api_host=config.api_host or None,
+        api_scheme=config.api_scheme or None,
+        api_port=config.api_port or None,
+    )
 
 
 class ChunkNotSent(Exception):

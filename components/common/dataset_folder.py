@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from components.common import schema
 from components.common.schema import DatasetColumns as C
 
+if TYPE_CHECKING:
+    import datasets
 
-def open_dataset_dict(dataset_dir: str | Path, splits: Sequence[str]):
+
+def open_dataset_dict(dataset_dir: str | Path, splits: Sequence[str]) -> datasets.DatasetDict:
     """``datasets.load_from_disk`` with errors that name the folder, and the split when one is empty."""
     import datasets
 
@@ -43,14 +47,14 @@ def open_dataset_dict(dataset_dir: str | Path, splits: Sequence[str]):
 
 def load_splits(
     dataset_dir: str | Path, splits: Sequence[str], columns: Sequence[str], when_empty: str
-) -> dict:
+) -> dict[str, datasets.Dataset]:
     """The ``splits`` of the folder by name, each checked: present, ``columns`` there, not empty, labels valid.
 
     ``when_empty`` ends the message of an empty split (what the calling stage needed its rows for).
     """
     dataset_dir = Path(dataset_dir)
     dd = open_dataset_dict(dataset_dir, splits)
-    out = {}
+    out: dict[str, datasets.Dataset] = {}
     for split in splits:
         if split not in dd:
             raise ValueError(
@@ -65,7 +69,7 @@ def load_splits(
     return out
 
 
-def check_labels(ds, where: str, num_classes: int = schema.NUM_CLASSES) -> np.ndarray:
+def check_labels(ds: datasets.Dataset, where: str, num_classes: int = schema.NUM_CLASSES) -> np.ndarray:
     """Labels as int64; a ValueError naming the first rows whose label is outside 0..num_classes-1."""
     labels = np.asarray(ds.data.column(C.LABEL).to_numpy(zero_copy_only=False))
     if ds._indices is not None:  # a selected / shuffled view

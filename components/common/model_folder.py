@@ -11,9 +11,11 @@ A model folder is a ``save_pretrained`` folder with its image processor and the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from components.common.files import TRAINING_SUMMARY_FILE, write_text_atomic
 
@@ -37,24 +39,24 @@ def weights_version(folder: str | Path) -> str:
         raise ValueError(f"{folder}: no weights file (*.safetensors / *.bin) to version")
     for f in files:
         with open(f, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
 
 
-def write_summary(folder: str | Path, summary: dict) -> Path:
+def write_summary(folder: str | Path, summary: dict[str, Any]) -> Path:
     """Write ``training_summary.json`` into a model folder (indented JSON, atomically)."""
     return write_text_atomic(Path(folder) / TRAINING_SUMMARY_FILE, json.dumps(summary, indent=2))
 
 
-def load_summary(model_dir: str | Path) -> dict:
+def load_summary(model_dir: str | Path) -> dict[str, Any]:
     """The ``training_summary.json`` of a model folder (a ValueError naming what is missing)."""
     path = Path(model_dir) / TRAINING_SUMMARY_FILE
     if not path.is_file():
         raise ValueError(
             f"{model_dir}: no {TRAINING_SUMMARY_FILE}; expected a model folder written by the train stage"
         )
-    summary = json.loads(path.read_text())
+    summary: dict[str, Any] = json.loads(path.read_text())
     if not summary.get(MODEL_VERSION):
         raise ValueError(f"{path}: no {MODEL_VERSION!r} key")
     return summary

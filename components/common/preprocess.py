@@ -19,14 +19,31 @@ evaluation transform on a whole batch at once and get what the per-image path gi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+if TYPE_CHECKING:
+    from transformers import ConvNextImageProcessor
+
 # Fashion-MNIST intensity statistics (greyscale copied to three channels).
 FASHION_MEAN = (0.2860, 0.2860, 0.2860)
 FASHION_STD = (0.3530, 0.3530, 0.3530)
+
+# mean or std as image processors hold it: one value or one per channel
+_MeanOrStd = float | list[float] | tuple[float, ...]
+
+
+class _ImageProcessor(Protocol):
+    """What :meth:`ImageGeometry.from_processor` reads of an image processor besides ``size``/``crop_*``."""
+
+    @property
+    def image_mean(self) -> _MeanOrStd: ...
+
+    @property
+    def image_std(self) -> _MeanOrStd: ...
 
 
 @dataclass(frozen=True)
@@ -39,7 +56,7 @@ class ImageGeometry:
     std: tuple[float, float, float]
 
     @classmethod
-    def from_processor(cls, processor) -> ImageGeometry:
+    def from_processor(cls, processor: _ImageProcessor) -> ImageGeometry:
         """The geometry of a Hugging Face image processor (``size``, ``crop_pct`` / ``crop_size``, mean, std)."""
         size = dict(getattr(processor, "size", None) or {})
         crop_pct = getattr(processor, "crop_pct", None)
@@ -67,7 +84,7 @@ class ImageGeometry:
         )
 
 
-def _triple(values) -> tuple[float, float, float]:
+def _triple(values: _MeanOrStd) -> tuple[float, float, float]:
     values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
     if len(values) == 1:
         values = values * 3
@@ -76,7 +93,7 @@ def _triple(values) -> tuple[float, float, float]:
     return (values[0], values[1], values[2])
 
 
-def local_image_processor(image_size: int = 32):
+def local_image_processor(image_size: int = 32) -> ConvNextImageProcessor:
     """The processor saved with the locally built model: no crop margin, Fashion-MNIST statistics."""
     from transformers import ConvNextImageProcessor
 
@@ -94,7 +111,8 @@ def pil_to_rgb_tensor(image: Image.Image) -> torch.Tensor:
     """Greyscale (or any mode) PIL image -> uint8 tensor [3, H, W]."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return v2.functional.pil_to_tensor(image)
+    tensor: torch.Tensor = v2.functional.pil_to_tensor(image)
+    return tensor
 
 
 def eval_transform(geometry: ImageGeometry) -> v2.Compose:

@@ -312,7 +312,7 @@ def validate_scan(scan: EmbedScan, inputs: EmbedInputs, now: datetime) -> Plan:
     if schema.PRODUCTION in scan.newest:
         anchor_environment = schema.PRODUCTION
     elif scan.newest:
-        anchor_environment = max(scan.newest, key=scan.newest.get)
+        anchor_environment = max(scan.newest, key=lambda env: scan.newest[env])
     else:
         raise ValueError(f"{where}: no row has a {E.PREDICTION_TS} that can be parsed")
     if len(scan.model_versions) != 1:
@@ -407,9 +407,10 @@ class ImageIndex:
 
 
 def _to_png(image: dict | None) -> bytes:
-    data = (image or {}).get("bytes")
-    if data is None and (image or {}).get("path"):
-        data = Path(image["path"]).read_bytes()
+    entry = image or {}
+    data = entry.get("bytes")
+    if data is None and entry.get("path"):
+        data = Path(entry["path"]).read_bytes()
     if data is None:
         raise ValueError("image has neither bytes nor a path")
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -635,7 +636,7 @@ def export_rows(
                 bad = [i for i, r in enumerate(reasons) if r is not None]
                 if bad:
                     tables.reject(_rejected_table(batch, bad, reasons, path, offset))
-                    exported.reasons.update(_reason_kind(reasons[i]) for i in bad)
+                    exported.reasons.update(_reason_kind(r) for r in reasons if r is not None)
                 good = pa.array([r is None for r in reasons])
                 for env in schema.SPLITS:
                     in_env = pc.fill_null(pc.equal(batch.column(E.SPLIT), env), False)
