@@ -13,7 +13,9 @@ from components.drift.config import DriftConfig
 SUMMARY = (
     "Calibrated embedding drift per time window: compares production with a baseline, window by "
     "window, with thresholds calibrated on clean data; writes an HTML report with a UMAP view, "
-    "metrics and a drift table, and returns `alert` (true when any window drifted) for dsl.If."
+    "metrics and a drift table, and returns `alert` (true when any window of this run drifted) for "
+    "dsl.If. With history_uri, it keeps every run's windows in one Parquet table and the report shows "
+    "the trend over all of them."
 )
 CONFIG = DriftConfig
 ARTIFACTS = ("prepared", "baseline", "report", "metrics", "drift_table")
@@ -50,6 +52,7 @@ def drift(
     thumbnails: bool = True,
     detectors: str = "centroid,cosine,mmd2,softmax_ks,confidence_drop",
     seed: int = 0,
+    history_uri: str = "",
 ) -> NamedTuple("Outputs", [("alert", bool)]):  # type: ignore[valid-type]  # the form KFP reads
     """Calibrated embedding drift per time window, UMAP view and HTML report; `alert` for dsl.If."""
     from components.common.config import config_from

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 from components.common import schema
 from components.common.config import param
+from components.common.storage import REMOTE_SCHEMES
 from components.drift.detectors import DETECTOR_NAMES, check_calibration, check_detector_names
 from components.drift.view import PROJECTIONS
 from components.drift.windows import WINDOWS
 
 BASELINE_ENVIRONMENTS = (schema.TRAINING, schema.VALIDATION)
+HISTORY_SCHEMES = REMOTE_SCHEMES  # where the drift history may live, besides a local path
 # Settings that are sample sizes: each must be at least 2.
 _SIZES = ("min_window_rows", "max_window_rows", "reference_size", "calibration_size", "umap_sample")
 
@@ -92,6 +94,12 @@ class DriftConfig:
         0,
         "Random seed of the samples, the calibration resamples and the projection (same seed, same result).",
     )
+    history_uri: str = param(
+        "",
+        "One Parquet file that keeps every run's windows, e.g. gs://bucket/monitoring/drift_history.parquet "
+        "(also s3://, minio:// or a local path): each run replaces its own windows there and the report "
+        "shows the trend over all of them; empty: no history.",
+    )
 
     @property
     def detector_names(self) -> list[str]:
@@ -122,6 +130,7 @@ class DriftConfig:
             raise ValueError(
                 f"max_window_rows={self.max_window_rows} is below min_window_rows={self.min_window_rows}"
             )
+        check_history_uri(self.history_uri)
         if self.umap_window:
             import pandas as pd  # only here: importing this module stays light
 
@@ -131,3 +140,16 @@ class DriftConfig:
                 raise ValueError(
                     f"umap_window={self.umap_window!r}: expected a date such as 2026-11-20"
                 ) from err
+
+
+def check_history_uri(uri: str) -> None:
+    """A ValueError unless ``uri`` is empty, a local file path or a gs://, s3:// or minio:// object URI."""
+    if not uri:
+        return
+    example = "e.g. gs://bucket/monitoring/drift_history.parquet"
+    if "://" in uri and not uri.startswith(HISTORY_SCHEMES):
+        raise ValueError(
+            f"history_uri={uri!r}: expected a local path or a {', '.join(HISTORY_SCHEMES)} URI ({example})"
+        )
+    if uri.endswith("/") or uri.startswith(HISTORY_SCHEMES) and "/" not in uri.split("://", 1)[1].strip("/"):
+        raise ValueError(f"history_uri={uri!r}: give the URI of one Parquet file, not a folder ({example})")

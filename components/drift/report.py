@@ -1,4 +1,4 @@
-"""The self-contained HTML report: drift chart, UMAP view with hover thumbnails, clusters, summary."""
+"""The self-contained HTML report: drift chart, history trend, UMAP view with hover thumbnails, clusters."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from components.drift.detectors import DETECTORS
+from components.drift.history import MODEL_VERSION, RECORDED_AT, HistoryUpdate
 from components.drift.view import Cluster, Colouring
 
 
@@ -87,6 +88,152 @@ def drift_chart(table: pd.DataFrame, detectors: list[str]) -> go.Figure:
         )
     fig.update_layout(height=180 * rows + 80, showlegend=False, margin={"t": 40, "l": 60, "r": 20, "b": 40})
     return fig
+
+
+# The trend's markers: earlier runs' windows, this run's windows, and flagged windows (either run).
+EARLIER_STYLE = {"color": "#7f7f7f", "size": 6, "symbol": "circle"}
+THIS_RUN_STYLE = {"color": "#1f77b4", "size": 10, "symbol": "diamond"}
+FLAGGED_STYLE = {
+    "color": "rgba(0,0,0,0)",
+    "size": 16,
+    "symbol": "circle-open",
+    "line": {"color": "#d62728", "width": 2},
+}
+TREND_TRACES = ("earlier runs", "this run", "flagged")
+
+
+def min_p_value(table: pd.DataFrame) -> pd.Series:
+    """Per window, the smallest p-value of any detector (NaN where no detector was run)."""
+    cols = [c for c in table.columns if c.endswith("_p_value")]
+    if not cols:
+        return pd.Series(np.nan, index=table.index)
+    return table[cols].astype(float).min(axis=1, skipna=True)
+
+
+def trend_hover(history: pd.DataFrame) -> list[str]:
+    """Hover text per stored window: start, rows, status, fired detectors, when and by which model.
+
+    Strings from the data (status, detectors, model version) are HTML-escaped: plotly renders
+    hover text as HTML.
+    """
+    out = []
+    for _, r in history.iterrows():
+        recorded = r[RECORDED_AT]
+        out.append(
+            f"{r['window_start']:%Y-%m-%d %H:%M} ({html.escape(str(r['window']))}), {int(r['n_rows'])} rows, "
+            f"{html.escape(str(r['status']))}<br>fired: {html.escape(str(r['fired']) or 'none')}<br>"
+            f"recorded {recorded:%Y-%m-%d %H:%M} UTC"
+            + (f", model {html.escape(str(r[MODEL_VERSION]))}" if r[MODEL_VERSION] else "")
+        )
+    return out
+
+
+def trend_chart(history: pd.DataFrame, this_run: pd.Series) -> go.Figure:
+    """The drift of every stored window: smallest p-value (log) and centroid distance.
+
+    Earlier runs' windows are grey circles, this run's blue diamonds on a shaded band, flagged
+    windows (of any run) ringed in red; a grey line joins the windows in time.
+    """
+    panels = (
+        ("smallest p-value of any detector (log scale; lower = more drift)", min_p_value(history)),
+        ("centroid distance (all rows of the window)", history["centroid_distance"].astype(float)),
+    )
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, subplot_titles=[t for t, _ in panels]
+    )
+    x = history["window_start"]
+    hover = np.array(trend_hover(history), dtype=object)
+    run = this_run.to_numpy(dtype=bool)
+    flagged = history["flagged"].fillna(False).to_numpy(dtype=bool)
+    groups = ((TREND_TRACES[0], ~run, EARLIER_STYLE), (TREND_TRACES[1], run, THIS_RUN_STYLE))
+    for row, (_, y) in enumerate(panels, start=1):
+        y = y.to_numpy(dtype=float)
+        first = row == 1
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                line={"color": "#c7c7c7", "width": 1},
+                name="all windows",
+                hoverinfo="skip",
+                showlegend=False,
+            ),
+            row=row,
+            col=1,
+        )
+        for name, mask, style in groups:
+            fig.add_trace(
+                go.Scatter(
+                    x=x[mask],
+                    y=y[mask],
+                    mode="markers",
+                    marker=style,
+                    name=name,
+                    legendgroup=name,
+                    showlegend=first,
+                    text=hover[mask],
+                    hovertemplate="%{text}<br>%{y:.4g}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=x[flagged],
+                y=y[flagged],
+                mode="markers",
+                marker=FLAGGED_STYLE,
+                name=TREND_TRACES[2],
+                legendgroup=TREND_TRACES[2],
+                showlegend=first,
+                hoverinfo="skip",
+            ),
+            row=row,
+            col=1,
+        )
+    fig.update_yaxes(type="log", row=1, col=1)
+    if run.any():
+        fig.add_vrect(
+            x0=history.loc[run, "window_start"].min(),
+            x1=history.loc[run, "window_end"].max(),
+            fillcolor="#1f77b4",
+            opacity=0.08,
+            line_width=0,
+            annotation_text="this run",
+            annotation_position="top left",
+        )
+    fig.update_layout(
+        height=520, margin={"t": 50, "l": 60, "r": 20, "b": 40}, legend={"orientation": "h", "y": -0.08}
+    )
+    return fig
+
+
+def trend_html(history: HistoryUpdate | None, window: str) -> str:
+    """The report's history section: the trend chart over every stored window of this run's length."""
+    if history is None or not history.uri:
+        return (
+            "<p>No drift history: <code>history_uri</code> is empty, so this run's windows were not "
+            "stored and no trend across runs is shown. Give it the URI of one Parquet file to keep one.</p>"
+        )
+    t, run = history.table, history.this_run
+    same = (t["window"] == window).to_numpy()
+    other = int((~same).sum())
+    earlier = t[same & ~run.to_numpy()]
+    note = (
+        f"<p>{int(same.sum())} {html.escape(window)} windows stored in <code>{html.escape(history.uri)}</code>: "
+        f"this run's {int(run.sum())} (blue diamonds, shaded) and {len(earlier)} of earlier runs (grey), "
+        f"{int(earlier['flagged'].sum())} of which flagged (red rings). "
+        "<b>The alert is about this run's windows only</b>: flagged windows of earlier runs are shown "
+        "here but never raise it again."
+        + (f" {other} stored windows of other lengths are not shown." if other else "")
+        + "</p>"
+    )
+    keep = pd.Series(same, index=t.index)
+    chart = _fig_div(
+        trend_chart(t[keep].reset_index(drop=True), run[keep].reset_index(drop=True)), "drift-trend"
+    )
+    return note + chart
 
 
 def _palette(n: int) -> list[str]:
@@ -263,8 +410,13 @@ def render(
     summary: list[str],
     view: ViewData | None,
     facts: dict[str, str],
+    history: HistoryUpdate | None = None,
 ) -> str:
-    """The whole report as one HTML string (plotly.js inlined once, no external URLs)."""
+    """The whole report as one HTML string (plotly.js inlined once, no external URLs).
+
+    ``history``: every stored window with this run's marked, for the trend section (None or without
+    a URI: the section says that no history is kept).
+    """
     # plotly.js inlined once (what include_plotlyjs=True embeds), so the page works offline
     plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     chart = _fig_div(drift_chart(table, detectors), "drift-chart")
@@ -272,6 +424,7 @@ def render(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
     )
     summary_html = "".join(f"<p>{html.escape(s)}</p>" for s in summary)
+    window = str(table["window"].iloc[0]) if len(table) else ""
     if view is not None:
         umap3 = _fig_div(umap_figure(view, 3), "umap3d")
         umap2 = _fig_div(umap_figure(view, 2), "umap2d")
@@ -291,8 +444,9 @@ def render(
 <style>{_CSS}</style>{plotly_js}</head><body>
 <h1>Embedding drift report</h1>
 <div class="summary">{summary_html}</div>
-<h2>Drift over time</h2>{chart}
-<h2>Windows</h2>{_table_html(table, detectors)}
+<h2>Drift over time (this run)</h2>{chart}
+<h2>Windows (this run)</h2>{_table_html(table, detectors)}
+<h2>Trend over the stored history</h2>{trend_html(history, window)}
 <h2>Embedding view</h2>{view_html}
 <h2>Settings</h2><table>{facts_html}</table>
 </body></html>

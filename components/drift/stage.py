@@ -7,14 +7,17 @@
 3. :func:`calibrate`: the detectors fitted on the reference, calibrated on the clean sample;
 4. :func:`scan_windows`: one chunked pass over production, window by window;
 5. :func:`build_table`: one row per window (empty ones included) with every detector's verdict;
-6. :func:`summarise`: the metrics, the alert and the summary in words;
-7. :func:`build_view` and :func:`write_report`: the embedding view and the HTML report.
+6. :func:`record_history`: this run's windows recorded in the drift history (``history_uri``),
+   replacing the rows of the same windows; the whole history comes back for the report's trend;
+7. :func:`summarise`: the metrics, the alert (about THIS run's windows only) and the summary in words;
+8. :func:`build_view` and :func:`write_report`: the embedding view and the HTML report.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,7 @@ from components.common.files import write_text_atomic, write_with_atomic
 from components.drift import io as dio
 from components.drift.config import DriftConfig
 from components.drift.detectors import CalibratedDrift, Sample, default_detectors
+from components.drift.history import HistoryUpdate, model_version_of, update_history, without_history
 from components.drift.io import C, Rejected, Reservoir, Rows
 from components.drift.view import BASELINE, PRODUCTION
 from components.drift.windows import WINDOWS, window_keys, window_start_us
@@ -86,13 +90,14 @@ class DriftSummary:
 
 @dataclass
 class DriftResult:
-    """What :func:`run_drift` returns: the drift table, metrics, alert, summary and rejected rows."""
+    """What :func:`run_drift` returns: the drift table, metrics, alert, summary, rejected rows, history."""
 
-    table: pd.DataFrame
+    table: pd.DataFrame  # this run's windows only
     metrics: dict[str, float]
-    alert: bool
+    alert: bool  # any of THIS run's windows flagged
     summary: list[str]
     rejected: Rejected
+    history: HistoryUpdate | None = None  # every stored window (this run's marked); None: not recorded
 
 
 def run_drift(
@@ -101,11 +106,14 @@ def run_drift(
     report_path: str | Path | None,
     table_path: str | Path | None,
     config: DriftConfig | None = None,
+    recorded_at: datetime | None = None,
 ) -> DriftResult:
     """Compare production windows against the baseline; write the report and the drift table.
 
     ``prepared`` holds the production rows, ``baseline`` the baseline split (both prepare-stage
     folders, often the same); ``report_path`` / ``table_path`` None: that output is not written.
+    With ``config.history_uri`` this run's windows are recorded there, stamped with ``recorded_at``
+    (default: now, UTC).
     """
     cfg = config or DriftConfig()
     t0 = time.time()
@@ -116,21 +124,23 @@ def run_drift(
     detectors = calibrate(base, cfg)
     windows = scan_windows(inputs.production, dim, cfg, rejected)
     table = build_table(windows, detectors, base.centroid, cfg)
-    summary = summarise(table, detectors.names, cfg, base, rejected)
+    history = record_history(table, prepared, cfg, recorded_at)
+    summary = summarise(table, detectors.names, cfg, base, rejected, history)
     if report_path is not None:
         view, notes = build_view(base.reference, windows, cfg)
         summary.lines.extend(notes)
         facts = report_facts(inputs, base, table, detectors, cfg, rejected)
-        write_report(report_path, table, detectors.names, summary.lines, view, facts)
+        write_report(report_path, table, detectors.names, summary.lines, view, facts, history)
     if table_path is not None:
         write_with_atomic(table_path, lambda tmp: table.to_parquet(tmp, index=False))
     m = summary.metrics
     print(
         f"drift: {int(m['windows_tested'])} windows tested, {int(m['windows_flagged'])} flagged, "
         f"alert={summary.alert}, max centroid distance {m['max_centroid_distance']:.4g}, "
-        f"{len(rejected.rows)} rows rejected, {time.time() - t0:.1f} s"
+        f"{len(rejected.rows)} rows rejected, {int(m['history_windows'])} windows in the history, "
+        f"{time.time() - t0:.1f} s"
     )
-    return DriftResult(table, summary.metrics, summary.alert, summary.lines, rejected)
+    return DriftResult(table, summary.metrics, summary.alert, summary.lines, rejected, history)
 
 
 # 1. Files and dimensions ---------------------------------------------------------------------------
@@ -310,15 +320,70 @@ def build_table(
     return table
 
 
-# 6. Metrics and summary ----------------------------------------------------------------------------
+# 6. The drift history -----------------------------------------------------------------------------
+
+
+def record_history(
+    table: pd.DataFrame, prepared: str | Path, cfg: DriftConfig, recorded_at: datetime | None = None
+) -> HistoryUpdate:
+    """Record this run's windows in ``cfg.history_uri`` and return the whole history.
+
+    The stored rows of the windows ``table`` holds (same start, same length) are replaced, so a
+    re-run of the same batch never duplicates them. The rows carry when they were recorded and the
+    model version of the prepared folder's manifest. Without ``history_uri`` nothing is read or
+    written: the "history" is this run's windows. A stored history that cannot be read or has other
+    columns raises :class:`~components.drift.history.HistoryError` and is left unchanged.
+    """
+    version = model_version_of(prepared)
+    if not cfg.history_uri:
+        return without_history(table, recorded_at, version)
+    update = update_history(cfg.history_uri, table, recorded_at, version)
+    print(
+        f"drift history {cfg.history_uri}: {len(update.table)} windows stored "
+        f"({update.previous_rows} before, {update.replaced_rows} replaced by this run's {len(table)})"
+    )
+    return update
+
+
+def history_lines(history: HistoryUpdate, cfg: DriftConfig) -> list[str]:
+    """The history's part of the summary: what is stored and what the alert is about."""
+    fmt = "%Y-%m-%d %H:%M" if cfg.drift_window == "hourly" else "%Y-%m-%d"
+    n_run = int(history.this_run.sum())
+    earlier = history.table[~history.this_run]
+    rule = (
+        f"The alert is about this run's {n_run} window(s) only: windows of earlier runs "
+        f"({int(earlier['flagged'].sum())} of them flagged) never raise it again."
+    )
+    if not history.uri:
+        return [f"No drift history (history_uri is empty): nothing was stored. {rule}"]
+    t = history.table
+    replaced = f", replacing {history.replaced_rows} stored earlier" if history.replaced_rows else ""
+    return [
+        f"Drift history {history.uri}: {len(t)} windows from {t['window_start'].min():{fmt}} to "
+        f"{t['window_start'].max():{fmt}}, {int(t['flagged'].sum())} flagged; this run recorded "
+        f"{n_run}{replaced}. {rule}"
+    ]
+
+
+# 7. Metrics and summary ----------------------------------------------------------------------------
 
 
 def summarise(
-    table: pd.DataFrame, names: list[str], cfg: DriftConfig, base: Baseline, rejected: Rejected
+    table: pd.DataFrame,
+    names: list[str],
+    cfg: DriftConfig,
+    base: Baseline,
+    rejected: Rejected,
+    history: HistoryUpdate | None = None,
 ) -> DriftSummary:
-    """The metrics, the alert (any window flagged) and the summary in words."""
+    """The metrics, the alert and the summary in words.
+
+    The alert is true when any window of THIS run (``table``) is flagged; windows stored in the
+    history by earlier runs are shown in the report's trend but never raise it again, so yesterday's
+    drift does not alarm today. ``history_windows`` counts the stored windows (0 without a history).
+    """
     ok = table[table["status"] == "ok"]
-    flagged = table[table["flagged"]]
+    flagged = table[table["flagged"]]  # this run's windows only: the alert's scope
     metrics: dict[str, float] = {
         "windows": float(len(table)),
         "windows_tested": float(len(ok)),
@@ -330,12 +395,15 @@ def summarise(
         "production_rows": float(table["n_rows"].sum()),
         "baseline_rows": float(base.n_rows),
         "rejected_rows": float(len(rejected.rows)),
+        "history_windows": float(len(history.table)) if history is not None and history.uri else 0.0,
     }
     for name in names:
         if len(ok):
             metrics[f"threshold_{name}"] = float(ok[f"{name}_threshold"].median())
             metrics[f"max_{name}"] = float(ok[f"{name}_score"].max())
     lines = summary_lines(table, names, cfg, rejected, base.calibration_source)
+    if history is not None:
+        lines.extend(history_lines(history, cfg))
     return DriftSummary(metrics, bool(len(flagged)), lines)
 
 
@@ -386,7 +454,7 @@ def summary_lines(
     return out
 
 
-# 7. The embedding view and the report --------------------------------------------------------------
+# 8. The embedding view and the report --------------------------------------------------------------
 
 
 def _text(values: np.ndarray | None, n: int) -> np.ndarray:
@@ -495,6 +563,7 @@ def report_facts(
         "resamples per window size": str(cfg.drift_resamples),
         "detectors run on at most": f"{cfg.max_window_rows} rows per window",
         "rejected rows": ", ".join(f"{r}: {c}" for r, c in rejected.counts().items()) or "none",
+        "drift history": cfg.history_uri or "none (history_uri is empty)",
         "settings": ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()),
     }
 
@@ -506,8 +575,9 @@ def write_report(
     summary: list[str],
     view: ViewData | None,
     facts: dict[str, str],
+    history: HistoryUpdate | None = None,
 ) -> Path:
     """Render the self-contained HTML report and write it atomically to ``path``."""
     from components.drift.report import render
 
-    return write_text_atomic(path, render(table, names, summary, view, facts))
+    return write_text_atomic(path, render(table, names, summary, view, facts, history))

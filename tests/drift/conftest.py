@@ -6,6 +6,9 @@ import pytest
 
 from tests.fixtures.drift_rows import write_prepared
 
+# The S3 emulator (moto on loopback) of the storage tests, for the drift history at an s3:// URI.
+from tests.storage.conftest import fake_aws_credentials, s3_endpoint  # noqa: F401
+
 
 @pytest.fixture(scope="module")
 def prepared_dir(tmp_path_factory):

@@ -1,0 +1,204 @@
+"""Drift history across runs: one Parquet table holding every window any run has computed.
+
+A scheduled monitoring run computes the drift of its own batch's windows. To see the trend over
+weeks, each run records its windows in one history table at a stable location (``history_uri``: a
+local path, or a ``gs://``, ``s3://`` or ``minio://`` URI of ONE Parquet file):
+
+1. :func:`read_history`: the stored table; a missing file is an empty history;
+2. :func:`check_columns`: the stored columns must be this run's (else :class:`HistoryError`: the file
+   is never silently overwritten);
+3. :func:`merge_history`: the rows of the windows this run computed are dropped (key: window start
+   and window length, :data:`KEY`), this run's rows appended with :func:`stamp` (when they were
+   recorded, the model version), sorted by window start;
+4. :func:`write_history`: written back whole, atomically (a local temporary file renamed into place,
+   or one object PUT).
+
+:func:`update_history` does the four in order. A re-run of the same batch replaces its windows and
+never duplicates them. Two runs writing the same history at the same moment can lose one run's
+rows (read, merge, write is not a transaction): schedule the monitoring pipeline with at most one
+run at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from components.common import storage
+from components.common.files import MANIFEST_FILE, write_with_atomic
+
+# A window is identified by its start and its length ('hourly', 'daily', 'weekly').
+KEY = ("window_start", "window")
+RECORDED_AT = "recorded_at"  # when the run that computed the window recorded it (UTC)
+MODEL_VERSION = "model_version"  # the model version of that run's prepared rows ("" if unknown)
+RUN_COLUMNS = (RECORDED_AT, MODEL_VERSION)
+TIME_COLUMNS = ("window_start", "window_end", RECORDED_AT)
+PARQUET_TYPE = "application/vnd.apache.parquet"
+
+
+class HistoryError(ValueError):
+    """The stored history cannot be read or does not match this run; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class HistoryUpdate:
+    """The history after this run: the whole table, where it is, and what changed."""
+
+    table: pd.DataFrame  # every stored window, this run's included, sorted by window start
+    this_run: pd.Series  # True on the rows of the windows this run computed (aligned with table)
+    uri: str  # "" = no history configured: the table is this run's windows only, nothing stored
+    previous_rows: int  # rows stored before this run
+    replaced_rows: int  # rows of earlier runs for windows this run computed again
+
+
+def read_history(uri: str, config: storage.StorageConfig | None = None) -> pd.DataFrame | None:
+    """The stored history at ``uri``; None when there is none yet.
+
+    Raises:
+        HistoryError: the object cannot be read, or is not a Parquet table; the message names the URI.
+    """
+    try:
+        data = storage.read_bytes(uri, config=config)
+    except FileNotFoundError:
+        return None
+    except OSError as err:  # storage.StorageError: endpoint, credentials, network
+        raise HistoryError(
+            f"history_uri={uri!r}: could not read the drift history ({err}); check the storage "
+            "endpoint and credentials, or set history_uri='' to run without history"
+        ) from err
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as err:  # pyarrow raises several types for a damaged or foreign file
+        raise HistoryError(
+            f"history_uri={uri!r}: not a readable Parquet table ({type(err).__name__}: {err}); it was "
+            "left as it is: move it away (a new history then starts) or give another history_uri"
+        ) from err
+
+
+def check_columns(history: pd.DataFrame, run_rows: pd.DataFrame, uri: str) -> None:
+    """Check that the stored history holds exactly the columns of this run's stamped rows.
+
+    Raises:
+        HistoryError: naming the columns that differ and what to do (the file is left unchanged).
+    """
+    stored, expected = set(history.columns), set(run_rows.columns)
+    if stored == expected:
+        for col in TIME_COLUMNS:
+            if not pd.api.types.is_datetime64_any_dtype(history[col]):
+                raise HistoryError(
+                    f"history_uri={uri!r}: column {col} holds {history[col].dtype}, not timestamps; "
+                    "it was written by another program and was left unchanged: give another "
+                    "history_uri (or move the file away) to start a new history"
+                )
+        return
+    extra, missing = sorted(stored - expected), sorted(expected - stored)
+    raise HistoryError(
+        f"history_uri={uri!r}: its columns do not match this run's drift table "
+        f"(only in the history: {', '.join(extra) or 'none'}; only in this run: "
+        f"{', '.join(missing) or 'none'}). It was written with other settings (detectors) or by "
+        "another program and was left unchanged: run with the settings that wrote it, or give "
+        "another history_uri (or move the file away) to start a new history"
+    )
+
+
+def _utc_us(values: pd.Series) -> pd.Series:
+    """Timestamps as UTC microseconds, whatever unit or zone they were stored with."""
+    return pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+
+
+def stamp(table: pd.DataFrame, recorded_at: datetime, model_version: str) -> pd.DataFrame:
+    """This run's drift table with the columns the history adds: ``recorded_at``, ``model_version``."""
+    rows = table.copy()
+    rows[RECORDED_AT] = pd.Timestamp(recorded_at if recorded_at.tzinfo else recorded_at.replace(tzinfo=UTC))
+    rows[MODEL_VERSION] = model_version
+    for col in TIME_COLUMNS:
+        rows[col] = _utc_us(rows[col])
+    return rows
+
+
+def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays(
+        [_utc_us(frame["window_start"]), frame["window"].astype(str)], names=list(KEY)
+    )
+
+
+def merge_history(history: pd.DataFrame | None, run_rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop the stored rows of this run's windows, append this run's rows, sort by window start.
+
+    Returns the merged table and how many stored rows were replaced.
+    """
+    if history is None or history.empty:
+        merged, replaced = run_rows, 0
+    else:
+        again = _keys(history).isin(_keys(run_rows))
+        kept = history.loc[~again, list(run_rows.columns)].copy()
+        for col in TIME_COLUMNS:
+            kept[col] = _utc_us(kept[col])
+        merged, replaced = pd.concat([kept, run_rows], ignore_index=True), int(again.sum())
+    merged = merged.sort_values(["window_start", "window"], kind="stable").reset_index(drop=True)
+    return merged, replaced
+
+
+def write_history(uri: str, table: pd.DataFrame, config: storage.StorageConfig | None = None) -> None:
+    """Write the whole history at ``uri``: a local temporary file renamed into place, or one object PUT."""
+    if storage.is_remote(uri):
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        storage.write_bytes(uri, buf.getvalue(), PARQUET_TYPE, config=config)
+    else:
+        write_with_atomic(uri, lambda tmp: table.to_parquet(tmp, index=False))
+
+
+def update_history(
+    uri: str,
+    table: pd.DataFrame,
+    recorded_at: datetime | None = None,
+    model_version: str = "",
+    config: storage.StorageConfig | None = None,
+) -> HistoryUpdate:
+    """Record this run's windows (``table``) in the history at ``uri`` and return the whole history.
+
+    Reads the stored table (missing = empty), checks its columns, replaces the rows of the windows
+    ``table`` holds, appends ``table``'s rows stamped with ``recorded_at`` (default: now, UTC) and
+    ``model_version``, sorts by window start and writes it back.
+
+    Raises:
+        HistoryError: the stored history is unreadable or has other columns (it is left unchanged).
+    """
+    run_rows = stamp(table, recorded_at or datetime.now(UTC), model_version)
+    history = read_history(uri, config)
+    if history is not None:
+        check_columns(history, run_rows, uri)
+    merged, replaced = merge_history(history, run_rows)
+    write_history(uri, merged, config)
+    return HistoryUpdate(
+        merged, this_run_mask(merged, run_rows), uri, 0 if history is None else len(history), replaced
+    )
+
+
+def without_history(
+    table: pd.DataFrame, recorded_at: datetime | None = None, model_version: str = ""
+) -> HistoryUpdate:
+    """The "history" of a run without ``history_uri``: its own windows only, nothing stored."""
+    rows = stamp(table, recorded_at or datetime.now(UTC), model_version)
+    return HistoryUpdate(rows, pd.Series(True, index=rows.index), "", 0, 0)
+
+
+def this_run_mask(history: pd.DataFrame, run_rows: pd.DataFrame) -> pd.Series:
+    """True on the rows of ``history`` whose window (start and length) is one of ``run_rows``'."""
+    return pd.Series(_keys(history).isin(_keys(run_rows)), index=history.index)
+
+
+def model_version_of(prepared: str | Path) -> str:
+    """The model version named in a prepare-stage folder's manifest; "" when it has none."""
+    path = Path(prepared) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(manifest.get(MODEL_VERSION) or "") if isinstance(manifest, dict) else ""
