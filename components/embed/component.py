@@ -31,6 +31,7 @@ def embed(
     shard_index: int = 0,
     num_shards: int = 1,
     embed_batch_size: int = 256,
+    allow_cpu: bool = False,
 ):
     """Predictions, scores, probabilities, embeddings and image features for each row of ``splits``."""
     from components.common.config import config_from

@@ -50,6 +50,11 @@ class EmbedConfig:
     shard_index: int = param(0, "which shard of each split to embed: rows [n*i//k, n*(i+1)//k), 0-based")
     num_shards: int = param(1, "number of shards each split is cut into (k)")
     embed_batch_size: int = param(256, "images per forward pass")
+    allow_cpu: bool = param(
+        False,
+        "let a model trained with profile=cluster (or device cuda) run on CPU when CUDA is unavailable "
+        "(False: fail at once, naming the NVIDIA driver the images need)",
+    )
     threads: int = param(0, "torch CPU threads (0 = half the cores)", component=False)
     device: str = param("", "cpu, cuda, cuda:1 ... ('' = cuda when there is one)", component=False)
     precision: str = param(

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -37,12 +38,16 @@ import torch
 
 from components.common import schema
 from components.common.dataset_folder import load_splits
+from components.common.device import require_cuda, trained_for_gpu, wants_cuda
 from components.common.model_folder import MODEL_VERSION, check_model_folder, load_summary
 from components.common.preprocess import ImageGeometry, eval_transform
 from components.common.schema import DatasetColumns as C
 from components.common.schema import EmbedColumns as E
 from components.common.threads import default_threads
 from components.embed.config import EmbedConfig, check_shard
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # torchvision 0.29 warns on every decode that its decoders will move to TorchCodec; they are
 # still the fastest PNG decoder here (see README) and the warning would flood the logs.
@@ -61,7 +66,7 @@ FAILURES_SCHEMA = pa.schema(
 class LoadedModel:
     """A model folder loaded for inference: the model, its image geometry and version, where it runs."""
 
-    model: torch.nn.Module
+    model: PreTrainedModel
     geometry: ImageGeometry
     model_version: str
     device: torch.device
@@ -76,7 +81,7 @@ class LoadedModel:
             if self.fused:
                 out = self.model.base_model(x, output_hidden_states=False)
                 hidden = out.last_hidden_state
-                logits = self.model.classifier(out.pooler_output)
+                logits = self.model.get_submodule("classifier")(out.pooler_output)
             else:  # generic fallback: ask for hidden states, keep the last one only
                 out = self.model(pixel_values=x, output_hidden_states=True)
                 hidden = out.hidden_states[-1]
@@ -142,11 +147,11 @@ class Batch:
     failures: list[dict] = field(default_factory=list)
 
 
-def _image_bytes(images: pa.ChunkedArray, split: str, start: int) -> list[bytes | None | Exception]:
+def _image_bytes(images: pa.ChunkedArray, split: str, start: int) -> list[bytes | Exception]:
     arr = images.combine_chunks()
     data = arr.field("bytes").to_pylist()
     paths = arr.field("path").to_pylist() if arr.type.get_field_index("path") >= 0 else [None] * len(data)
-    out: list = []
+    out: list[bytes | Exception] = []
     for i, (b, p) in enumerate(zip(data, paths, strict=True)):
         if b is None and p:
             try:
@@ -182,12 +187,12 @@ def decode_batch(table: pa.Table, split: str, start: int, transform) -> Batch:
         table = table.filter(pa.array([d is not None for d in decoded]))
     if not keep:
         return Batch(table, None, None, failures)
-    good = [decoded[i] for i in keep]
+    good = [d for d in decoded if d is not None]
     # Group images of the same size so each group is transformed as one tensor, then restore order.
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for j, img in enumerate(good):
         by_shape.setdefault(tuple(img.shape), []).append(j)
-    pixel_values = None
+    pixel_values: torch.Tensor | None = None
     feats = [np.empty(len(good), np.float32) for _ in range(3)]
     for idx in by_shape.values():
         stack = torch.stack([good[j] for j in idx])
@@ -249,7 +254,13 @@ def iter_batches(source: _BatchSource, workers: int) -> Iterator[Batch]:
     if workers == 0:
         return _prefetch(source[i] for i in range(len(source)))
     loader = torch.utils.data.DataLoader(
-        source, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is, prefetch_factor=2
+        source,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        # torch types collate_fn for batched lists; with batch_size=None it gets one Batch at a time
+        collate_fn=_as_is,  # type: ignore[arg-type]
+        prefetch_factor=2,
     )
     return iter(loader)
 
@@ -338,6 +349,8 @@ def _output_table(
     n, k = probs.shape
     d = emb.shape[1]
     t = batch.table
+    features = batch.features
+    assert features is not None, "only a batch with decoded rows has outputs"
     cols = {
         E.IMAGE_ID: t.column(C.IMAGE_ID).cast(pa.string()),
         E.SPLIT: pa.array([split] * n, pa.string()),
@@ -353,11 +366,32 @@ def _output_table(
         E.PREDICTION_TS: t.column(C.PREDICTION_TS).cast(schema.TIMESTAMP_TYPE),
         E.DEGRADATION: t.column(C.DEGRADATION).cast(pa.string()),
         E.MODEL_VERSION: pa.array([version] * n, pa.string()),
-        E.BRIGHTNESS: pa.array(batch.features[0]),
-        E.CONTRAST: pa.array(batch.features[1]),
-        E.SHARPNESS: pa.array(batch.features[2]),
+        E.BRIGHTNESS: pa.array(features[0]),
+        E.CONTRAST: pa.array(features[1]),
+        E.SHARPNESS: pa.array(features[2]),
     }
     return pa.table([cols[f.name] for f in schema.EMBED_ARROW_SCHEMA], schema=schema.EMBED_ARROW_SCHEMA)
+
+
+def check_device(model_dir: str | Path, config: EmbedConfig) -> str:
+    """The device to embed on, after failing at once where a GPU is expected and CUDA is missing.
+
+    A GPU is expected when ``config.device`` asks for cuda or the model folder's training summary
+    says it was trained with ``profile=cluster``; then a missing CUDA raises
+    :class:`~components.common.device.CudaUnavailableError` unless ``config.allow_cpu`` (then an
+    explicit cuda device falls back to cpu).
+    """
+    device = config.device
+    check_model_folder(model_dir)
+    if wants_cuda(device):
+        why = f"device={device}"
+    elif trained_for_gpu(model_dir):
+        why = "a model trained with profile=cluster"
+    else:
+        return device
+    if not require_cuda("embed", why, config.allow_cpu) and wants_cuda(device):
+        device = "cpu"
+    return device
 
 
 def embed_dataset(
@@ -375,11 +409,12 @@ def embed_dataset(
     from tqdm.auto import tqdm
 
     config = config or EmbedConfig()
+    device = check_device(model_dir, config)
     shard_index, num_shards, batch_size = config.shard_index, config.num_shards, config.embed_batch_size
     dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
     names = config.split_names
     data = open_splits(dataset_dir, names)
-    lm = load_model(model_dir, device=config.device, precision=config.precision)
+    lm = load_model(model_dir, device=device, precision=config.precision)
     if lm.device.type == "cpu":
         torch.set_num_threads(config.threads or default_threads())
     transform = eval_transform(lm.geometry)

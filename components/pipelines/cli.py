@@ -1,12 +1,17 @@
 """The two pipelines (training, monitoring) and the command line that compiles, runs, submits and schedules them.
 
-python pipeline.py compile [--registry R] [--tag T] [--gpu-node-key K --gpu-node-value V] [--gpu-limit N]
-                           [--arize-secret S] [--storage-endpoint URL]
+python pipeline.py compile [--target cluster|kind] [--registry R] [--tag T] [--gpu-node-key K --gpu-node-value V]
+                           [--gpu-limit N] [--arize-secret S] [--webhook-secret S] [--storage-endpoint URL]
 python pipeline.py run --local [--pipeline training|monitoring] [--output-dir DIR] [--param name=value ...]
                            [--verbose]
-python pipeline.py submit --host URL [--pipeline training|monitoring] [--param name=value ...] [--upload] [--wait]
+python pipeline.py submit --host URL [--target cluster|kind] [--pipeline training|monitoring]
+                           [--pipeline-root minio://mlpipeline/v2/artifacts | gs://BUCKET/PATH]
+                           [--param name=value ...] [--upload] [--wait [--timeout S]]
 python pipeline.py schedule --host URL --cron "0 0 6 * * *" [--param name=value ...]
 python pipeline.py unschedule --host URL [--name NAME | --id ID]
+
+Exit status: 0 done (with --wait: the run succeeded); 1 the run ended otherwise (failed, cancelled,
+skipped); 2 a clear error, printed on stderr; 3 --wait gave up after --timeout (the run goes on).
 """
 
 from __future__ import annotations
@@ -22,12 +27,25 @@ from components.pipelines.client import (
     DEFAULT_EXPERIMENT,
     DEFAULT_SCHEDULE_NAME,
     EndpointError,
+    WaitTimeout,
+    normalize_cron,
     schedule,
     submit,
     unschedule,
 )
 from components.pipelines.definitions import MONITORING, PIPELINES_DIR, ROOT, TRAINING, compile_pipelines
-from components.pipelines.settings import ClusterSettings
+from components.pipelines.settings import CLUSTER_TARGET, KIND_TARGET, TARGETS, ClusterSettings, settings_for
+
+EXIT_RUN_NOT_SUCCEEDED = 1
+EXIT_ERROR = 2
+EXIT_WAIT_TIMEOUT = 3
+KIND_OUTPUT_DIR = ROOT / "outputs" / "kind"  # compile --target kind: not the golden pipelines/
+PIPELINE_ROOT_HELP = (
+    "where the run's artifacts go (default: the namespace's kfp-launcher defaultPipelineRoot). "
+    "KFP standalone and kind: minio://mlpipeline/v2/artifacts (its SeaweedFS, bucket mlpipeline; the "
+    "launcher config of manifests/project points minio:// at it); GKE: gs://BUCKET/PATH; s3://BUCKET/PATH "
+    "only with an `s3` provider and endpoint in kfp-launcher (without one the launcher goes to AWS)"
+)
 
 
 def _parse_value(text: str):
@@ -50,6 +68,13 @@ def parse_params(items: list[str] | None) -> dict:
 
 def _add_image_and_cluster_args(p: argparse.ArgumentParser) -> None:
     d = ClusterSettings()
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=CLUSTER_TARGET,
+        help=f"{CLUSTER_TARGET}: GPU node pool, requests for the cluster profile; {KIND_TARGET}: small CPU and "
+        "memory requests, no GPU, node selector or toleration (the make kind-* targets) (default: %(default)s)",
+    )
     p.add_argument("--registry", default=DEFAULT_REGISTRY, help="image registry (default: %(default)s)")
     p.add_argument("--tag", default=__version__, help="image tag (default: the package version, %(default)s)")
     p.add_argument(
@@ -61,27 +86,38 @@ def _add_image_and_cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpu-limit",
         type=int,
-        default=d.gpu_limit,
-        help="GPUs per train/embed task; 0: no GPU request, node selector or toleration (kind) (default: %(default)s)",
+        default=None,
+        help=f"GPUs per train/embed task; 0: no GPU request, node selector or toleration "
+        f"(default: {d.gpu_limit}; 0 with --target {KIND_TARGET})",
     )
     p.add_argument(
         "--arize-secret", default=d.arize_secret, help="Secret with api-key, space-id (default: %(default)s)"
     )
     p.add_argument(
+        "--webhook-secret",
+        default=d.webhook_secret,
+        help="Secret with key url: the drift notification's webhook (optional) (default: %(default)s)",
+    )
+    p.add_argument(
         "--storage-endpoint",
         default=d.storage_endpoint,
-        help="S3 endpoint of the image links (prepare, arize, drift) (optional)",
+        help="AWS_ENDPOINT_URL of the tasks that read or write object storage (prepare, arize, drift, "
+        "fetch-batch): an S3 API other than AWS for s3:// URIs (and then minio:// too); without it "
+        "minio:// goes to KFP standalone's http://seaweedfs.kubeflow:9000 (optional)",
     )
 
 
 def _images_and_settings(args) -> tuple[ImageSet, ClusterSettings]:
-    return ImageSet(args.registry, args.tag), ClusterSettings(
+    overrides = dict(
         gpu_node_key=args.gpu_node_key,
         gpu_node_value=args.gpu_node_value,
-        gpu_limit=args.gpu_limit,
         arize_secret=args.arize_secret,
+        webhook_secret=args.webhook_secret,
         storage_endpoint=args.storage_endpoint,
     )
+    if args.gpu_limit is not None:
+        overrides["gpu_limit"] = args.gpu_limit
+    return ImageSet(args.registry, args.tag), settings_for(args.target, **overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="write pipelines/training.yaml and pipelines/monitoring.yaml")
     _add_image_and_cluster_args(p)
-    p.add_argument("--output-dir", type=Path, default=PIPELINES_DIR, help="(default: pipelines/)")
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help=f"(default: pipelines/; with --target {KIND_TARGET}: outputs/kind/, so the golden YAMLs stay)",
+    )
 
     p = sub.add_parser("run", help="run a pipeline (training by default) on this machine through kfp.local")
     p.add_argument(
@@ -121,24 +162,34 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", required=True, help="KFP API, e.g. http://localhost:8080")
         p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter")
         p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="(default: %(default)s)")
-        p.add_argument(
-            "--pipeline-root", default=None, help="gs://..., s3://..., minio://... (default: the server's)"
-        )
+        p.add_argument("--pipeline-root", default=None, help=PIPELINE_ROOT_HELP)
         _add_image_and_cluster_args(p)
         if command == "submit":
             p.add_argument("--pipeline", choices=(TRAINING, MONITORING), default=TRAINING)
             p.add_argument("--run-name", default=None)
-            p.add_argument("--wait", action="store_true", help="wait for the run to end and print its state")
+            p.add_argument(
+                "--wait",
+                action="store_true",
+                help="wait for the run to end (SUCCEEDED, FAILED, SKIPPED, CANCELED) and print its state",
+            )
             p.add_argument(
                 "--upload",
                 action="store_true",
                 help="register the pipeline and a new version first, then run it",
             )
             p.add_argument(
-                "--timeout", type=int, default=4 * 3600, help="seconds to wait (default: %(default)s)"
+                "--timeout",
+                type=int,
+                default=4 * 3600,
+                help="seconds --wait waits before giving up (exit 3; the run goes on) (default: %(default)s)",
             )
         else:
-            p.add_argument("--cron", required=True, help="cron with seconds, e.g. '0 0 6 * * *'")
+            p.add_argument(
+                "--cron",
+                required=True,
+                help="KFP cron, 6 fields with seconds first, e.g. '0 0 6 * * *' (06:00 daily); 5 classic "
+                "fields are converted by prepending '0 ' (KFP would read their first field as seconds)",
+            )
             p.add_argument("--name", default=DEFAULT_SCHEDULE_NAME, help="(default: %(default)s)")
             p.add_argument("--catchup", action="store_true", help="backfill missed intervals (default: no)")
             p.add_argument("--max-concurrency", type=int, default=1, help="(default: %(default)s)")
@@ -168,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "compile":
             images, settings = _images_and_settings(args)
-            for name, path in compile_pipelines(args.output_dir, images, settings).items():
+            out_dir = args.output_dir or (KIND_OUTPUT_DIR if args.target == KIND_TARGET else PIPELINES_DIR)
+            for name, path in compile_pipelines(out_dir, images, settings).items():
                 print(f"compiled {name}: {path}")
         elif args.command == "run":
             _run(args)
@@ -189,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"run {run_id} submitted to {args.host}" + (f"; final state: {state}" if state else ""))
             if state and state.upper() != "SUCCEEDED":
-                return 1
+                return EXIT_RUN_NOT_SUCCEEDED
         elif args.command == "schedule":
             images, settings = _images_and_settings(args)
             rid = schedule(
@@ -204,11 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                 images,
                 settings,
             )
-            print(f"recurring run {rid} ({args.name!r}, cron {args.cron!r}) created at {args.host}")
+            cron = normalize_cron(args.cron)[0]
+            print(f"recurring run {rid} ({args.name!r}, cron {cron!r}) created at {args.host}")
         elif args.command == "unschedule":
             ids = unschedule(args.host, args.name, args.recurring_run_id)
             print(f"disabled recurring run(s) {', '.join(ids)} at {args.host}")
+    except WaitTimeout as exc:
+        print(f"pipeline.py {args.command}: {exc}", file=sys.stderr)
+        return EXIT_WAIT_TIMEOUT
     except (EndpointError, LookupError, ValueError, RuntimeError) as exc:
         print(f"pipeline.py {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     return 0

@@ -112,6 +112,13 @@ def _drift(outputs):
     return ", ".join(parts)
 
 
+def _fetch_batch(outputs):
+    meta = _metadata(outputs, "batch")
+    if "batch_date" not in meta:
+        return ""
+    return f"{meta['batch_date']}, {_count(meta.get('files') or 0)} files, {_count(meta.get('bytes') or 0)} bytes"
+
+
 def _shard_indices(outputs):
     shards = outputs.get("Output")
     return f"{len(shards)} shard(s)" if isinstance(shards, list) else ""
@@ -133,6 +140,7 @@ FIGURES: dict[str, Callable[[dict[str, Any]], str]] = {
     "prepare": _prepare,
     "arize": _arize,
     "drift": _drift,
+    "fetch-batch": _fetch_batch,
     "shard-indices": _shard_indices,
     "alert-gate": _alert_gate,
     "drift-alert": _drift_alert,
@@ -266,9 +274,17 @@ class _Reporter:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         """kfp.local's hooks replaced by this reporter's, for the length of a run."""
-        from kfp.local import logging_utils, subprocess_task_handler, task_dispatcher
+        from kfp.local import logging_utils, placeholder_utils, subprocess_task_handler, task_dispatcher
 
         with contextlib.ExitStack() as stack:
+            original_resolve = placeholder_utils.resolve_individual_placeholder
+            stack.enter_context(
+                _replaced(
+                    placeholder_utils,
+                    "resolve_individual_placeholder",
+                    _without_schedule_time(original_resolve),
+                )
+            )
             stack.enter_context(
                 _replaced(subprocess_task_handler, "run_local_subprocess", self.run_subprocess)
             )
@@ -284,6 +300,27 @@ class _Reporter:
                 stack.enter_context(_replaced(logging_utils, "print_horizontal_line", lambda: None))
                 stack.enter_context(_quiet_logging(self.err))
             yield
+
+
+SCHEDULE_TIME_PLACEHOLDER = (
+    "{{$.pipeline_job_schedule_time_utc}}"  # dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+)
+
+
+def _without_schedule_time(resolve: Callable[..., str]) -> Callable[..., str]:
+    """kfp.local's placeholder resolver, with the schedule-time placeholder resolved to "".
+
+    kfp.local 2.17 does not know ``{{$.pipeline_job_schedule_time_utc}}``: it reads it as an input
+    placeholder and fails with "list index out of range" (even inside the executor input's JSON). A
+    local run has no schedule: the task gets "", which the monitoring pipeline's fetch-batch reads
+    as "no schedule time" (today's date). On a cluster the driver replaces it with the scheduled
+    time (only as a whole value, backend/src/v2/driver/resolve.go).
+    """
+
+    def resolve_individual_placeholder(element: str, *args: Any, **kwargs: Any) -> str:
+        return resolve(element.replace(SCHEDULE_TIME_PLACEHOLDER, ""), *args, **kwargs)
+
+    return resolve_individual_placeholder
 
 
 def _label(name: str, arguments: dict[str, Any]) -> str:

@@ -1,34 +1,117 @@
-"""Compile-time cluster settings and how each task gets them (:func:`configure`).
+"""Compile-time cluster settings, the compile targets, and how each task gets them (:func:`configure`).
 
 What the compiled YAML asks of the cluster (GPU node pool, secrets, resources, retries, caching) is
 chosen when the pipelines are compiled, never per run. kfp.local ignores all of it.
+
+Two targets (:data:`TARGETS`, ``pipeline.py compile|submit|schedule --target``):
+
+- ``cluster`` (the default): train and embed on a GPU node pool, requests sized for the cluster
+  profile (``microsoft/resnet-50`` at 224 px).
+- ``kind``: one small worker that also runs KFP, no GPU: small CPU and memory requests (limits a
+  little above them), no accelerator, node selector or toleration.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from kfp import kubernetes
 
 GPU_STAGES = ("train", "embed")
-STORAGE_STAGES = ("prepare", "arize", "drift")  # stages that use components.common.storage
+# Stages and helpers that use components.common.storage: the object-store Secret and endpoint.
+STORAGE_STAGES = ("prepare", "arize", "drift", "fetch-batch")
 # Stages whose re-run with the same inputs gives the same result: cached. Not cached: prepare
-# (its timestamps are shifted to the time it runs, now="") and arize (it logs to an external
-# service; a re-run must log again).
+# (its timestamps are shifted to the time it runs, now=""), arize (it logs to an external
+# service; a re-run must log again), fetch-batch (the same URI may hold a new batch) and notify
+# (a message is sent each time).
 CACHED_STAGES = ("data", "train", "embed", "drift")
 HELPER = "helper"  # the resources of the small components that belong to no stage
+NOTIFY = "notify"  # the drift notification: reads the webhook Secret
+FETCH_BATCH = "fetch-batch"  # copies the run's production batch from object storage
 
 ARIZE_SECRET_KEYS = {"api-key": "ARIZE_API_KEY", "space-id": "ARIZE_SPACE_ID"}
 STORAGE_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+WEBHOOK_SECRET_KEYS = {"url": "DRIFT_WEBHOOK_URL"}
+
+CLUSTER_TARGET = "cluster"
+KIND_TARGET = "kind"
 
 
 @dataclass(frozen=True)
 class Resources:
-    """CPU and memory request of a task (the memory limit equals the request)."""
+    """CPU and memory request of a task; the memory limit is ``memory_limit`` or else the request."""
 
     cpu: str
     memory: str
+    memory_limit: str = ""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retries of one task on a cluster (Argo's ``retryStrategy``).
+
+    Argo counts ``max_duration`` from the start of the FIRST attempt, and it is also the deadline of
+    the retry pods: a retry is only started while the first attempt's start is less than
+    ``max_duration`` ago, and a retry pod is killed when it is reached. So ``max_duration`` must
+    cover every attempt plus the backoffs between them: for train, a whole training twice.
+    """
+
+    retries: int = 2
+    backoff: str = "60s"  # wait before the first retry
+    backoff_factor: float = 2.0  # each later wait is this many times the previous one
+    max_duration: str = "3600s"  # from the first attempt's start; also the retry pods' deadline
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if not duration or duration[-1] not in units or not duration[:-1].isdigit():
+        raise ValueError(f"duration {duration!r}: expected a whole number of s, m or h, e.g. '90m'")
+    return int(duration[:-1]) * units[duration[-1]]
+
+
+# Per stage. train: the cluster profile fine-tunes ResNet-50 in well under an hour on one L4, and a
+# retried train resumes from its last epoch checkpoint; 6 h covers a slow first attempt that fails
+# late, the backoff, and a whole second attempt. embed: a shard of a large split on a GPU; 2 h.
+# data, prepare, arize, drift: minutes each; 1 h leaves room for two retries. Helpers (shard list,
+# alert gate, notice, notification, batch fetch): seconds; 15 min.
+DEFAULT_RETRIES: dict[str, Retry] = {
+    "data": Retry(2, "60s", 2.0, "3600s"),
+    "train": Retry(1, "120s", 2.0, "21600s"),
+    "embed": Retry(2, "60s", 2.0, "7200s"),
+    "prepare": Retry(2, "60s", 2.0, "3600s"),
+    "arize": Retry(2, "60s", 2.0, "3600s"),
+    "drift": Retry(2, "60s", 2.0, "3600s"),
+    FETCH_BATCH: Retry(2, "30s", 2.0, "900s"),
+    NOTIFY: Retry(2, "30s", 2.0, "900s"),
+    HELPER: Retry(2, "30s", 2.0, "900s"),
+}
+
+CLUSTER_RESOURCES: dict[str, Resources] = {
+    "data": Resources("1", "4Gi"),
+    "train": Resources("4", "16Gi"),
+    "embed": Resources("4", "16Gi"),
+    "prepare": Resources("1", "4Gi"),
+    "arize": Resources("1", "2Gi"),
+    "drift": Resources("2", "8Gi"),
+    FETCH_BATCH: Resources("250m", "1Gi"),
+    HELPER: Resources("100m", "256Mi"),
+}
+
+# kind: one worker (a laptop's Docker) that also runs KFP itself (about 1.5 CPU and 2-3 GiB requested
+# by its own pods). The requests only have to let the pods schedule; the limits keep a run of the
+# default local profile (30,000 / 3,000 / 6,000 images, small ResNet at 32 px) from being OOM-killed.
+KIND_RESOURCES: dict[str, Resources] = {
+    "data": Resources("250m", "1Gi", "3Gi"),
+    "train": Resources("500m", "2Gi", "6Gi"),
+    "embed": Resources("500m", "1Gi", "4Gi"),
+    "prepare": Resources("250m", "1Gi", "3Gi"),
+    "arize": Resources("100m", "512Mi", "2Gi"),
+    "drift": Resources("500m", "1Gi", "4Gi"),
+    FETCH_BATCH: Resources("100m", "256Mi", "1Gi"),
+    HELPER: Resources("50m", "128Mi", "256Mi"),
+}
 
 
 @dataclass(frozen=True)
@@ -44,21 +127,12 @@ class ClusterSettings:
     # Object-store credentials for the image links (KFP standalone's own secret), for STORAGE_STAGES.
     storage_secret: str = "mlpipeline-minio-artifact"
     storage_endpoint: str = ""  # e.g. http://seaweedfs.kubeflow:8333; empty: the client's default
-    retries: int = 2
-    backoff: str = "60s"
-    backoff_factor: float = 2.0
-    backoff_max: str = "3600s"
-    resources: dict[str, Resources] = field(
-        default_factory=lambda: {
-            "data": Resources("1", "4Gi"),
-            "train": Resources("4", "16Gi"),
-            "embed": Resources("4", "16Gi"),
-            "prepare": Resources("1", "4Gi"),
-            "arize": Resources("1", "2Gi"),
-            "drift": Resources("2", "8Gi"),
-            HELPER: Resources("100m", "256Mi"),
-        }
-    )
+    # The drift notification's webhook: a Secret with key `url` (optional: no Secret, no message).
+    webhook_secret: str = "drift-webhook"
+    # None: each stage's own count (DEFAULT_RETRIES); a number: that count for every task (0: none).
+    retries: int | None = None
+    retry: dict[str, Retry] = field(default_factory=lambda: dict(DEFAULT_RETRIES))
+    resources: dict[str, Resources] = field(default_factory=lambda: dict(CLUSTER_RESOURCES))
 
     def __post_init__(self) -> None:
         if not self.gpu_node_key or not self.gpu_node_value:
@@ -74,22 +148,64 @@ class ClusterSettings:
             raise ValueError(
                 "arize_secret: give the name of the Kubernetes Secret holding api-key and space-id"
             )
-        if self.retries < 0:
+        if not self.webhook_secret:
+            raise ValueError("webhook_secret: give the name of the Kubernetes Secret holding the key url")
+        if self.retries is not None and self.retries < 0:
             raise ValueError(f"retries={self.retries}: expected 0 or more")
+        for stage, policy in self.retry.items():
+            if policy.retries < 0:
+                raise ValueError(f"retry[{stage!r}].retries={policy.retries}: expected 0 or more")
+            _seconds(policy.backoff)
+            _seconds(policy.max_duration)
+        if HELPER not in self.retry or HELPER not in self.resources:
+            raise ValueError(f"retry and resources need a {HELPER!r} entry (the default of any other task)")
 
-    def __hash__(self) -> int:  # resources is a dict; the settings are still a value
+    def __hash__(self) -> int:  # retry and resources are dicts; the settings are still a value
         return hash(json.dumps(asdict(self), sort_keys=True))
 
+    def retry_of(self, stage: str) -> Retry:
+        """The retry policy of ``stage`` (helpers: the ``helper`` entry), with ``retries`` applied."""
+        policy = self.retry.get(stage, self.retry[HELPER])
+        return policy if self.retries is None else replace(policy, retries=self.retries)
 
-def configure(task, stage: str, settings: ClusterSettings):
-    """Cluster settings of one task: resources, GPU, retries, caching, secrets. Local runs ignore them."""
-    res = settings.resources.get(stage, settings.resources[HELPER])
-    task.set_cpu_request(res.cpu).set_memory_request(res.memory).set_memory_limit(res.memory)
+    def resources_of(self, stage: str) -> Resources:
+        """The resources of ``stage`` (helpers: the ``helper`` entry)."""
+        return self.resources.get(stage, self.resources[HELPER])
+
+
+TARGETS = (CLUSTER_TARGET, KIND_TARGET)
+
+
+def settings_for(target: str = CLUSTER_TARGET, **overrides: Any) -> ClusterSettings:
+    """The settings of a compile target (``cluster`` or ``kind``), with ``overrides`` applied.
+
+    ``kind`` asks for no GPU (no accelerator, node selector or toleration), small requests
+    (:data:`KIND_RESOURCES`) and a 1 GiB ``/dev/shm``.
+    """
+    if target == CLUSTER_TARGET:
+        return ClusterSettings(**overrides)
+    if target == KIND_TARGET:
+        kind: dict[str, Any] = {"gpu_limit": 0, "shm_size": "1Gi", "resources": dict(KIND_RESOURCES)}
+        return ClusterSettings(**(kind | overrides))
+    raise ValueError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
+
+
+def configure(task, stage: str, settings: ClusterSettings):  # noqa: ANN001, ANN201 - a KFP PipelineTask
+    """Cluster settings of one task: resources, GPU, retries, caching, secrets. Local runs ignore them.
+
+    ``stage`` is a stage name, ``notify`` (the drift notification: the webhook Secret's ``url`` as
+    ``DRIFT_WEBHOOK_URL``, optional), ``fetch-batch`` (the production batch: storage Secret and
+    endpoint, never cached) or ``helper`` (any other small component).
+    """
+    res = settings.resources_of(stage)
+    task.set_cpu_request(res.cpu).set_memory_request(res.memory)
+    task.set_memory_limit(res.memory_limit or res.memory)
+    policy = settings.retry_of(stage)
     task.set_retry(
-        settings.retries,
-        backoff_duration=settings.backoff,
-        backoff_factor=settings.backoff_factor,
-        backoff_max_duration=settings.backoff_max,
+        policy.retries,
+        backoff_duration=policy.backoff,
+        backoff_factor=policy.backoff_factor,
+        backoff_max_duration=policy.max_duration,
     )
     task.set_caching_options(stage in CACHED_STAGES)
     if stage in GPU_STAGES and settings.gpu_limit > 0:
@@ -103,8 +219,12 @@ def configure(task, stage: str, settings: ClusterSettings):
         # Optional: without the Secret the stage runs and says it logged nothing
         # (require_arize_credentials=False).
         kubernetes.use_secret_as_env(task, settings.arize_secret, ARIZE_SECRET_KEYS, optional=True)
+    if stage == NOTIFY:
+        # Optional: without the Secret nothing is sent, and the task says so.
+        kubernetes.use_secret_as_env(task, settings.webhook_secret, WEBHOOK_SECRET_KEYS, optional=True)
     if stage in STORAGE_STAGES:
-        # prepare uploads the images records link to; arize and drift read them back.
+        # prepare uploads the images records link to; arize and drift read them back; fetch-batch
+        # reads the production batch (minio://, s3:// or gs://).
         kubernetes.use_secret_as_env(task, settings.storage_secret, STORAGE_SECRET_KEYS, optional=True)
         if settings.storage_endpoint:
             task.set_env_variable("AWS_ENDPOINT_URL", settings.storage_endpoint)

@@ -35,6 +35,7 @@ def train(
     learning_rate: float = 0.0,
     max_steps: int = -1,
     seed: int = 0,
+    allow_cpu: bool = False,
 ):
     """Train (local: small ResNet from scratch; cluster: fine-tune microsoft/resnet-50)."""
     from components.common.config import config_from

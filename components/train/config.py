@@ -16,7 +16,7 @@ CLUSTER = "cluster"
 PROFILES = (LOCAL, CLUSTER)
 CLUSTER_MODEL = "microsoft/resnet-50"
 # Settings of one run that are not part of what was trained (left out of the training summary).
-RUN_ONLY = ("checkpoints", "keep_checkpoints")
+RUN_ONLY = ("checkpoints", "keep_checkpoints", "allow_cpu")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ class TrainConfig:
     learning_rate: float = param(0.0, "peak learning rate (0 = the profile's default)")
     max_steps: int = param(-1, "stop after this many optimizer steps (-1: train whole epochs)")
     seed: int = param(0, "random seed of initialisation, shuffling and augmentation")
+    allow_cpu: bool = param(
+        False,
+        "let profile=cluster run on CPU when CUDA is unavailable (False: fail at once, naming the "
+        "NVIDIA driver the images need)",
+    )
     image_size: int = param(0, "input size in pixels (0 = the profile's default)", component=False)
     weight_decay: float = param(-1.0, "AdamW weight decay (-1 = the profile's default)", component=False)
     min_crop_scale: float = param(

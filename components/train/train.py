@@ -18,10 +18,11 @@ import numpy as np
 
 from components.common import schema
 from components.common.dataset_folder import load_splits
+from components.common.device import require_cuda
 from components.common.model_folder import weights_version, write_summary
 from components.common.schema import DatasetColumns as C
 from components.common.threads import default_threads
-from components.train.config import LOCAL, TrainConfig
+from components.train.config import CLUSTER, LOCAL, TrainConfig
 
 TRAIN_SPLITS = (schema.TRAINING, schema.VALIDATION)
 TRAIN_COLUMNS = (C.IMAGE, C.LABEL)
@@ -75,7 +76,7 @@ def local_resnet_config(image_size: int = 32):
         depths=[1, 1, 1, 1],
         layer_type="basic",
         hidden_act="relu",
-        num_labels=schema.NUM_CLASSES,
+        # the number of labels is len(id2label) (PreTrainedConfig.num_labels is derived from it)
         id2label=id2label,
         label2id=label2id,
     )
@@ -178,14 +179,19 @@ def train_model(
     ``<output_dir>.checkpoints``) when it holds one, and removes that folder after a successful run
     unless ``config.keep_checkpoints``.  The model folder is written to a temporary
     sibling and renamed when complete.
+
+    With ``profile=cluster`` it first checks that CUDA is there and fails at once when it is not
+    (:func:`components.common.device.require_cuda`), unless ``config.allow_cpu``.
     """
+    config = config or TrainConfig()
+    if config.profile == CLUSTER:
+        require_cuda("train", f"profile={CLUSTER}", config.allow_cpu)
     import torch
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import PreTrainedModel, Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from components.common.preprocess import ImageGeometry, eval_transform, train_transform
 
-    config = config or TrainConfig()
     output_dir = Path(output_dir)
     checkpoint_dir = (
         Path(config.checkpoints)
@@ -253,10 +259,11 @@ def train_model(
     pred = trainer.predict(val_ds)
     val_pred = np.argmax(pred.predictions, axis=-1)
     val_labels = pred.label_ids
+    assert isinstance(val_labels, np.ndarray), "the validation split has one label column"
     metrics = classification_metrics(val_pred, val_labels)
     metrics.update(
         {
-            "loss": float(pred.metrics.get("test_loss", float("nan"))),
+            "loss": float((pred.metrics or {}).get("test_loss", float("nan"))),
             "train_loss": float(train_out.training_loss),
             "epochs": float(trainer.state.epoch or 0.0),
             "train_time_s": float(train_time),
@@ -270,7 +277,9 @@ def train_model(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        trainer.model.config.id2label, trainer.model.config.label2id = id_label_maps()
+        trained = trainer.model
+        assert isinstance(trained, PreTrainedModel), "an AutoModelForImageClassification model"
+        trained.config.id2label, trained.config.label2id = id_label_maps()
         trainer.save_model(str(tmp))
         processor.save_pretrained(str(tmp))
         version = weights_version(tmp)

@@ -66,6 +66,7 @@ def test_component_specs():
         "shard_index",
         "num_shards",
         "embed_batch_size",
+        "allow_cpu",
     }
     assert set(embed_spec.outputs) == {"embeddings", "summary"}
     assert embed_spec.inputs["splits"].default == "training,validation,production"

@@ -35,6 +35,17 @@ class FakeKfp:
     versions: dict[str, dict] = field(default_factory=dict)
     recurring_runs: dict[str, dict] = field(default_factory=dict)
     final_state: str = "SUCCEEDED"
+    # States the GET of a run answers in turn (the last one repeats), e.g. ["RUNNING", "CANCELING",
+    # "CANCELED"]; empty: final_state at once.
+    state_sequence: list[str] = field(default_factory=list)
+    polls: dict[str, int] = field(default_factory=dict)
+
+    def _state_of(self, run_id: str) -> str:
+        if not self.state_sequence:
+            return self.final_state
+        n = self.polls.get(run_id, 0)
+        self.polls[run_id] = n + 1
+        return self.state_sequence[min(n, len(self.state_sequence) - 1)]
 
     def _add_version(self, pid: str, name: str) -> dict:
         vid = f"ver-{len(self.versions) + 1}"
@@ -91,7 +102,7 @@ class FakeKfp:
             run = self.runs.get(path.rsplit("/", 1)[1])
             if run is None:
                 return 404, {"error": "run not found", "code": 5}
-            return 200, {**run, "state": self.final_state}
+            return 200, {**run, "state": self._state_of(run["run_id"])}
         if path == f"{PREFIX}/recurringruns" and method == "POST":
             job = {**body, "recurring_run_id": f"rr-{len(self.recurring_runs) + 1}", "status": "ENABLED"}
             self.recurring_runs[job["recurring_run_id"]] = job

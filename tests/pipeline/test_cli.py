@@ -32,7 +32,7 @@ def test_submit_uploads_spec_parameters_and_root(with_fake_stages, fake_kfp, cap
             "--param",
             "model_name=microsoft/resnet-50",
             "--pipeline-root",
-            "s3://mlpipeline/v2/artifacts",
+            "minio://mlpipeline/v2/artifacts",
             "--run-name",
             "nightly",
             "--experiment",
@@ -51,7 +51,7 @@ def test_submit_uploads_spec_parameters_and_root(with_fake_stages, fake_kfp, cap
     body = run.body
     assert body["display_name"] == "nightly"
     assert body["experiment_id"] == "exp-1"
-    assert body["runtime_config"]["pipeline_root"] == "s3://mlpipeline/v2/artifacts"
+    assert body["runtime_config"]["pipeline_root"] == "minio://mlpipeline/v2/artifacts"
     assert body["runtime_config"]["parameters"] == {
         "num_shards": 3,
         "profile": "cluster",
@@ -84,11 +84,11 @@ def test_schedule_creates_a_recurring_monitoring_run(with_fake_stages, fake_kfp)
             "--cron",
             "0 0 6 * * *",
             "--param",
-            "production_uri=s3://mlpipeline/batches/2026-11-28",
+            "production_uri=minio://mlpipeline/batches/2026-11-28",
             "--param",
-            "model_uri=s3://mlpipeline/models/v1",
+            "model_uri=minio://mlpipeline/models/v1",
             "--param",
-            "baseline_uri=s3://mlpipeline/baseline",
+            "baseline_uri=minio://mlpipeline/baseline",
         ]
     )
     assert rc == 0
@@ -99,7 +99,9 @@ def test_schedule_creates_a_recurring_monitoring_run(with_fake_stages, fake_kfp)
     assert body["no_catchup"] is True
     assert body["mode"] == "ENABLE"
     assert body["display_name"] == "fashion-drift-monitoring"
-    assert body["runtime_config"]["parameters"]["production_uri"] == "s3://mlpipeline/batches/2026-11-28"
+    assert body["runtime_config"]["parameters"]["production_uri"] == "minio://mlpipeline/batches/2026-11-28"
+    # the monitoring pipeline takes kfp_ui_host (the notification's link): filled from --host
+    assert body["runtime_config"]["parameters"]["kfp_ui_host"] == fake_kfp.url
     spec = body["pipeline_spec"]
     spec = spec.get("pipeline_spec", spec)
     assert spec["pipelineInfo"]["name"] == "fashion-drift-monitoring"
@@ -118,10 +120,125 @@ def test_unschedule_unknown_name_is_a_clear_error(with_fake_stages, fake_kfp, ca
     assert "no recurring run named 'nope'" in capsys.readouterr().err
 
 
-def test_bad_cron_is_refused_before_any_call(with_fake_stages, fake_kfp, capsys):
-    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "daily"]) == 2
-    assert "expected 5 or 6 space-separated fields" in capsys.readouterr().err
+@pytest.mark.parametrize("cron", ["daily", "0 6 * *", "0 0 0 6 * * *"])
+def test_bad_cron_is_refused_before_any_call(with_fake_stages, fake_kfp, capsys, cron):
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", cron]) == 2
+    err = capsys.readouterr().err
+    assert "expected 6 space-separated fields (second minute hour day-of-month month day-of-week)" in err
     assert not fake_kfp.requests
+
+
+def test_a_five_field_cron_is_converted_and_said_so(with_fake_stages, fake_kfp, capsys):
+    # KFP reads the first field as seconds (robfig/cron v1.2 cron.Parse): '0 6 * * *' would fire at
+    # minute 6 of every hour. schedule prepends '0 ' and prints what it scheduled.
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "0 6 * * *"]) == 0
+    (call,) = fake_kfp.calls("POST", "/apis/v2beta1/recurringruns")
+    assert call.body["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *"
+    out = capsys.readouterr().out
+    assert (
+        "cron '0 6 * * *' has 5 fields; KFP reads seconds first: scheduling '0 0 6 * * *' (06:00 daily)"
+        in out
+    )
+    assert "cron '0 0 6 * * *') created" in out
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [("0 0 6 * * *", "0 0 6 * * *"), ("  0 30 2 * * 1-5 ", "0 30 2 * * 1-5"), ("@daily", "@daily")],
+)
+def test_six_field_crons_and_descriptors_pass_unchanged(with_fake_stages, fake_kfp, given, sent, capsys):
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", given]) == 0
+    (call,) = fake_kfp.calls("POST", "/apis/v2beta1/recurringruns")
+    assert call.body["trigger"]["cron_schedule"]["cron"] == sent
+    assert "has 5 fields" not in capsys.readouterr().out
+
+
+@pytest.fixture
+def fast_polls(monkeypatch):
+    """--wait polls every 10 ms and gives a CANCELING run 0.2 s."""
+    from components.pipelines import client
+
+    monkeypatch.setattr(client, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(client, "CANCELING_GRACE_SECONDS", 0.2)
+    return client
+
+
+def test_wait_ends_on_a_cancelled_run(with_fake_stages, fake_kfp, fast_polls, capsys):
+    # kfp.Client.wait_for_run_completion does not treat CANCELED as final (it would poll until
+    # --timeout); submit polls get_run itself.
+    fake_kfp.state_sequence = ["PENDING", "RUNNING", "CANCELING", "CANCELED"]
+    assert cli.main(["submit", "--host", fake_kfp.url, "--wait", "--timeout", "30"]) == 1
+    assert "final state: CANCELED" in capsys.readouterr().out
+    assert len(fake_kfp.calls("GET", "/apis/v2beta1/runs/run-1")) == 4
+
+
+def test_wait_gives_a_canceling_run_a_bounded_time(with_fake_stages, fake_kfp, fast_polls, capsys):
+    fake_kfp.state_sequence = ["RUNNING", "CANCELING"]  # never reaches CANCELED
+    assert cli.main(["submit", "--host", fake_kfp.url, "--wait", "--timeout", "30"]) == 1
+    assert "final state: CANCELING" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("state", ["SKIPPED", "FAILED"])
+def test_wait_ends_on_every_final_state(with_fake_stages, fake_kfp, fast_polls, capsys, state):
+    fake_kfp.state_sequence = ["RUNNING", state]
+    assert cli.main(["submit", "--host", fake_kfp.url, "--wait"]) == 1
+    assert f"final state: {state}" in capsys.readouterr().out
+
+
+def test_wait_timeout_is_a_clear_message_and_exit_3(with_fake_stages, fake_kfp, fast_polls, capsys):
+    fake_kfp.state_sequence = ["RUNNING"]
+    assert cli.main(["submit", "--host", fake_kfp.url, "--wait", "--timeout", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "run run-1 is still RUNNING after 0 s of --wait (--timeout)" in err
+    assert "goes on in the cluster" in err
+
+
+def _pipeline_with_ui_host(images=None, settings=None, overrides=None):
+    from kfp import dsl
+
+    @dsl.component(base_image="python:3.11.14-slim-bookworm")
+    def echo(text: str) -> str:
+        return text
+
+    @dsl.pipeline(name="fashion-drift-training")
+    def with_host(kfp_ui_host: str = "", seed: int = 0):
+        echo(text=kfp_ui_host)
+
+    return with_host
+
+
+def test_submit_and_schedule_fill_kfp_ui_host_from_host(with_fake_stages, fake_kfp, monkeypatch):
+    from components.pipelines import definitions
+
+    monkeypatch.setitem(definitions.BUILDERS, "training", _pipeline_with_ui_host)
+    monkeypatch.setitem(definitions.BUILDERS, "monitoring", _pipeline_with_ui_host)
+    assert cli.main(["submit", "--host", fake_kfp.url + "/"]) == 0
+    assert cli.main(["submit", "--host", fake_kfp.url, "--param", "kfp_ui_host=https://kfp.example"]) == 0
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "0 0 6 * * *"]) == 0
+    first, second = (
+        r.body["runtime_config"]["parameters"] for r in fake_kfp.calls("POST", "/apis/v2beta1/runs")
+    )
+    assert first == {"kfp_ui_host": fake_kfp.url}
+    assert second == {"kfp_ui_host": "https://kfp.example"}  # given: kept
+    (job,) = fake_kfp.calls("POST", "/apis/v2beta1/recurringruns")
+    assert job.body["runtime_config"]["parameters"] == {"kfp_ui_host": fake_kfp.url}
+
+
+def test_a_pipeline_without_kfp_ui_host_gets_no_such_parameter(with_fake_stages, fake_kfp):
+    assert cli.main(["submit", "--host", fake_kfp.url]) == 0
+    (run,) = fake_kfp.calls("POST", "/apis/v2beta1/runs")
+    assert "kfp_ui_host" not in (run.body["runtime_config"].get("parameters") or {})
+
+
+def test_compile_target_kind_writes_outside_the_golden_folder(with_fake_stages, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "KIND_OUTPUT_DIR", tmp_path / "kind")
+    assert cli.main(["compile", "--target", "kind"]) == 0
+    spec, platform = list(yaml.safe_load_all((tmp_path / "kind" / "training.yaml").read_text()))
+    train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert "accelerator" not in train
+    assert train["memoryRequest"] <= 2 * 1024**3  # kind: small requests
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "nodeSelector" not in k8s["exec-train"] and "tolerations" not in k8s["exec-train"]
 
 
 def test_unreachable_host_says_which_port_forward_to_run(capsys):
