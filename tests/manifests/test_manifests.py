@@ -89,8 +89,40 @@ def test_kind_cluster_config():
     assert {n["role"] for n in config["nodes"]} == {"control-plane", "worker"}
 
 
-def test_kind_targets_compile_without_gpu_requests():
+def _make_n(target: str) -> list[str]:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-s", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_kind_targets_compile_with_the_kind_target():
     makefile = (ROOT / "Makefile").read_text()
-    assert "--gpu-limit 0" in makefile
     for target in ("kind-up", "kind-kfp", "kind-images", "kind-config", "kind-port-forward", "kind-submit"):
         assert re.search(rf"^{target}:", makefile, re.M), target
+    (submit,) = [c for c in _make_n("kind-submit") if "pipeline.py submit" in c]
+    assert "--target kind" in submit and "--wait" in submit
+    assert "sleep 3;" not in submit  # waits until the API answers through the port-forward instead
+
+
+def test_kind_kfp_follows_the_install_steps_of_kfp_2_17():
+    # The KFP standalone install: cluster-scoped resources, wait for the CRDs, then the environment
+    # overlay (platform-agnostic for 2.15+: env/dev pulls :master images), then wait for it.
+    commands = _make_n("kind-kfp")
+    assert commands[0] == (
+        'kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=2.17.0"'
+    )
+    assert commands[1].startswith("kubectl wait --for condition=established")
+    for crd in ("applications.app.k8s.io", "workflows.argoproj.io", "scheduledworkflows.kubeflow.org"):
+        assert f"crd/{crd}" in commands[1]
+    assert commands[2] == "kubectl apply -k manifests/kfp"
+    assert commands[3].startswith("kubectl -n kubeflow wait --for=condition=Available")
+
+
+def test_kind_runs_its_steps_in_order():
+    makefile = (ROOT / "Makefile").read_text()
+    (line,) = [x for x in makefile.splitlines() if x.startswith("kind:")]
+    steps = line.split(":", 1)[1].split("##")[0].split()
+    # kind-config after kind-kfp: the KFP install writes its own kfp-launcher ConfigMap, ours replaces it.
+    assert steps == ["kind-up", "kind-kfp", "kind-images", "kind-config", "kind-submit"]
