@@ -26,11 +26,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the arize stage from the command line; 0 on success."""
-    args = parser().parse_args(argv)
-    from components.arize.log import log_prepared
+    """Run the arize stage from the command line; 0 on success, 2 with a one-line error.
 
-    log_prepared(args.prepared, args.summary, config_from_args(ArizeConfig, args))
+    Expected errors (a bad parameter, a missing or corrupt prepared folder, a validation error,
+    missing or refused credentials, a send that stopped part-way, a storage failure) print
+    ``arize: error: <message>`` on stderr, without a traceback.
+    """
+    args = parser().parse_args(argv)
+    from components.arize.log import ArizeSendError, CredentialsError, log_prepared
+
+    try:
+        log_prepared(args.prepared, args.summary, config_from_args(ArizeConfig, args))
+    except (ValueError, OSError, CredentialsError, ArizeSendError) as exc:  # OSError: storage too
+        print(f"arize: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

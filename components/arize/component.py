@@ -15,7 +15,8 @@ Secret). Without them the tables are validated and the summary says that nothing
 require_arize_credentials is set."""
 ARTIFACT_HELP = {
     "prepared": "the prepare stage's output folder",
-    "summary": "per environment: rows, chunks, rows sent, chunks already sent, retries, time",
+    "summary": "per environment: rows, chunks, rows sent, chunks already sent, uncertain chunks (in "
+    "flight in an earlier run, not resent), retries, time",
 }
 
 
@@ -27,6 +28,7 @@ def arize(
     require_arize_credentials: bool = False,
     chunk_rows: int = 2000,
     ledger_uri: str = "",
+    resend_uncertain: bool = False,
 ):
     """The arize stage's body; component() gives it the docstring built from ArizeConfig."""
     from components.arize.config import ArizeConfig
@@ -35,6 +37,7 @@ def arize(
 
     result = log_prepared(prepared.path, summary.path, config_from(ArizeConfig, locals()))
     summary.metadata["sent"] = result.sent
+    summary.metadata["uncertain_chunks"] = len(result.uncertain)
     for env, report in result.environments.items():
         summary.metadata[f"rows_sent_{env}"] = report.rows_sent
 

@@ -27,8 +27,15 @@ class ArizeConfig:
     chunk_rows: int = param(2000, "rows per request to Arize")
     ledger_uri: str = param(
         "",
-        "the ledger of chunks already sent (local path, gs:// or s3:// URI), so a rerun sends only "
-        "the rest; '' = next to the summary (<summary>.ledger.json)",
+        "the ledger of chunks sent and in flight (a JSON file: local path, gs://, s3:// or minio:// "
+        "URI; ending in '/' = a folder holding one ledger per model name and version), so a rerun "
+        "sends only the rest and never a chunk twice; give a bucket location that outlives the task "
+        "(a retried pod has a new disk); '' = next to the summary (<summary>.ledger.json)",
+    )
+    resend_uncertain: bool = param(
+        False,
+        "send again, on purpose, the chunks a killed or unanswered run left in flight (Arize may "
+        "already hold them and does not deduplicate); False = report them as uncertain, not resent",
     )
     max_attempts: int = param(
         5, "tries per chunk on timeouts, connection errors, HTTP 429 and 5xx", component=False

@@ -7,8 +7,9 @@ writer here writes a hidden temporary sibling and renames it into place.
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,56 @@ def tmp_sibling(path: str | Path, tag: str = "tmp") -> Path:
     """A hidden sibling of ``path``, unique to this process: ``.name.tag-<pid>``."""
     path = Path(path)
     return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+
+
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old)-(?P<pid>\d+)$")
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # called before this run writes any: a sibling with our PID is a killed run's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user holds that PID
+        return True
+    return True
+
+
+def remove_stale_temporaries(
+    folder: str | Path, *, names: Iterable[str] | None = None, recursive: bool = False
+) -> list[Path]:
+    """Remove the ``.name.tmp-<pid>`` / ``.name.old-<pid>`` siblings left in ``folder`` by killed runs.
+
+    A sibling is removed when no process with its PID exists any more, or when the PID is this
+    process's own: call this at the start of a run, before the run writes a temporary file (a
+    retried container often gets the PID its killed predecessor had). ``names``: only the siblings
+    of these file names; None = every sibling of :func:`tmp_sibling`'s form. ``recursive``: also in
+    the sub-folders. Returns the paths removed; a folder that does not exist is skipped.
+    """
+    folder = Path(folder)
+    wanted = None if names is None else set(names)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        match = _TMP_NAME.match(entry.name)
+        if match and (wanted is None or match["name"] in wanted) and not _process_exists(int(match["pid"])):
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            removed.append(path)
+        elif recursive and entry.is_dir(follow_symlinks=False):
+            removed += remove_stale_temporaries(entry.path, names=names, recursive=True)
+    return removed
 
 
 @contextmanager

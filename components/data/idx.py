@@ -10,6 +10,7 @@ saying what was expected.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -78,7 +79,8 @@ def _read_idx_cached(path: Path, size: int, mtime_ns: int, ndim: int | None) -> 
             f"{path}: truncated header ({len(data)} bytes); expected {header} for {dims} dimensions"
         )
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=dims, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    # Python ints: a product of up to 255 uint32 sizes must not wrap around (numpy's int64 would)
+    expected = math.prod(shape) if shape else 0
     body = len(data) - header
     if body < expected:
         raise IdxError(

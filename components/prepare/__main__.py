@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from components.common.config import add_config_arguments, config_from_args
 from components.prepare.config import PrepareConfig
@@ -26,16 +27,26 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the prepare stage from the command line; 0 on success."""
+    """Run the prepare stage from the command line; 0 on success, 2 with a one-line error.
+
+    Expected errors (a bad parameter or input, a missing or corrupt file, a storage failure) print
+    ``prepare: error: <message>`` on stderr, without a traceback.
+    """
     args = parser().parse_args(argv)
+    from components.common import files
     from components.prepare.prepare import prepare_records
 
-    result = prepare_records(
-        args.embeddings, args.dataset, args.output, config_from_args(PrepareConfig, args)
-    )
-    if args.summary:
-        with open(args.summary, "w") as f:
-            f.write(result.summary_markdown())
+    try:
+        result = prepare_records(
+            args.embeddings, args.dataset, args.output, config_from_args(PrepareConfig, args)
+        )
+        if args.summary:
+            summary = Path(args.summary)
+            files.remove_stale_temporaries(summary.parent, names=[summary.name])
+            files.write_text_atomic(args.summary, result.summary_markdown())
+    except (ValueError, OSError) as exc:  # OSError: FileNotFoundError, storage.StorageError, ...
+        print(f"prepare: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -177,6 +178,8 @@ def prepare_records(
     plan = validate_scan(scan_embeds(inputs, config.chunk_rows), inputs, now)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for path in files.remove_stale_temporaries(out, recursive=True):
+        log.info("removed %s, left by a run that was killed", path)
     target = ImageTarget.for_output(out, config.image_store, image_link_base)
     images = ImageIndex(dataset_dir)
     with PreparedTables(out) as tables:
@@ -210,6 +213,36 @@ def open_embeds(embed_dirs: list[str | Path]) -> EmbedInputs:
     return EmbedInputs(folders, found)
 
 
+class CorruptParquetError(ValueError):
+    """A Parquet file that cannot be read (truncated, corrupt, or not Parquet); the message names it."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """``pq.ParquetFile(path)``; a truncated or corrupt file raises :class:`CorruptParquetError` naming it."""
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptParquetError(
+            f"{path}: not a readable Parquet file ({_one_line(exc)}); expected a complete Parquet file "
+            "(truncated or corrupt? write it again)"
+        ) from None
+
+
+def iter_parquet(path: Path, **kw) -> Iterator[pa.RecordBatch]:
+    """``iter_batches(**kw)`` of ``path``; a file corrupt part-way raises :class:`CorruptParquetError` naming it."""
+    parquet = open_parquet(path)
+    try:
+        yield from parquet.iter_batches(**kw)
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptParquetError(
+            f"{path}: reading failed part-way ({_one_line(exc)}); the file is truncated or corrupt: write it again"
+        ) from None
+
+
 def _embed_file(folder: str | Path) -> Path:
     path = Path(folder)
     if path.is_dir():
@@ -239,7 +272,7 @@ def _parse_timestamps(column: pa.Array, where: str) -> pa.Array:
 
 
 def _check_columns(path: Path) -> pa.Schema:
-    arrow_schema = pq.ParquetFile(path).schema_arrow
+    arrow_schema = open_parquet(path).schema_arrow
     schema.require_columns(arrow_schema.names, E.ALL, str(path))
     for name in (E.EMBEDDING, E.PROBABILITIES):
         t = arrow_schema.field(name).type
@@ -268,7 +301,7 @@ def scan_embeds(inputs: EmbedInputs, chunk_rows: int) -> EmbedScan:
     versions: Counter = Counter()
     lengths: Counter = Counter()
     for path in inputs.files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=list(_SCAN_COLUMNS)):
+        for batch in iter_parquet(path, batch_size=chunk_rows, columns=list(_SCAN_COLUMNS)):
             rows += batch.num_rows
             split = batch.column(E.SPLIT)
             ts = _parse_timestamps(batch.column(E.PREDICTION_TS), str(path))
@@ -465,6 +498,23 @@ def _row_reasons(
         f"{E.PREDICTION_SCORE} is missing or not finite",
     )
 
+    probs = batch.column(E.PROBABILITIES)
+    n_probs = pc.fill_null(pc.list_value_length(probs), 0).to_numpy(zero_copy_only=False)
+    mark(
+        n_probs != schema.NUM_CLASSES,
+        lambda i: (
+            f"{E.PROBABILITIES} has {n_probs[i]} values; expected {schema.NUM_CLASSES}, one per class "
+            "(a model of another class list?)"
+        ),
+    )
+    flat_probs = pc.list_flatten(probs).cast(pa.float64())
+    if len(flat_probs):
+        parents = pc.list_parent_indices(probs).to_numpy(zero_copy_only=False)
+        finite = np_bool(pc.is_finite(flat_probs)) & ~np_bool(pc.is_null(flat_probs))
+        bad_rows = np.zeros(n, dtype=bool)
+        bad_rows[np.unique(parents[~finite])] = True
+        mark(bad_rows, f"{E.PROBABILITIES} holds NaN or infinite values")
+
     emb = batch.column(E.EMBEDDING)
     lengths = pc.fill_null(pc.list_value_length(emb), 0).to_numpy(zero_copy_only=False)
     mark(
@@ -586,7 +636,7 @@ def _read_failures(folders: list[Path]) -> list[dict]:
         path = folder / schema.EMBED_FAILURES_FILE if folder.is_dir() else None
         if path is None or not path.is_file():
             continue
-        table = pq.read_table(path)
+        table = open_parquet(path).read()
         reason_col = next((c for c in ("reason", "error") if c in table.column_names), None)
         for i in range(table.num_rows):
             row = {c: table.column(c)[i].as_py() for c in table.column_names}
@@ -629,7 +679,7 @@ def export_rows(
     ):
         for path in inputs.files:
             offset = 0
-            batches = pq.ParquetFile(path).iter_batches(batch_size=config.chunk_rows, columns=list(E.ALL))
+            batches = iter_parquet(path, batch_size=config.chunk_rows, columns=list(E.ALL))
             for batch in batches:
                 ts = _parse_timestamps(batch.column(E.PREDICTION_TS), str(path))
                 reasons = _row_reasons(batch, ts, plan.vector_length, seen_ids, images)
@@ -737,9 +787,8 @@ def write_prepared(
     for env in schema.SPLITS:
         if exported.rows_read[env] and env not in written:
             raise ValueError(
-                f"environment {env}: all {exported.rows_read[env]} rows were rejected "
-                f"({', '.join(f'{r}: {n}' for r, n in exported.reasons.most_common())}); "
-                f"see the reasons above, nothing usable is left to log"
+                f"environment {env}: all {exported.rows_read[env]} rows were rejected, nothing usable is "
+                f"left to log; rows kept aside by reason: {_reasons_text(exported.reasons)}"
             )
     tables.commit()
     result = PrepareResult(
@@ -762,10 +811,17 @@ def write_prepared(
     print(
         "prepare: "
         + ", ".join(f"{env} {n}" for env, n in result.rows.items())
-        + f" rows, {result.rejected} rejected, shift {result.time_shift_seconds:.0f} s, "
+        + f" rows, {result.rejected} rejected"
+        + (f" ({_reasons_text(exported.reasons)})" if exported.reasons else "")
+        + f", shift {result.time_shift_seconds:.0f} s, "
         f"model {plan.model_version} -> {tables.out}"
     )
     return result
+
+
+def _reasons_text(reasons: Counter) -> str:
+    """``reason: rows; ...``, the most frequent first."""
+    return "; ".join(f"{r}: {n}" for r, n in reasons.most_common())
 
 
 def read_manifest(prepared_dir: str | Path) -> dict:
@@ -773,4 +829,12 @@ def read_manifest(prepared_dir: str | Path) -> dict:
     path = Path(prepared_dir) / files.MANIFEST_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; expected the output folder of the prepare stage")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path}: not JSON ({exc}); expected the manifest the prepare stage writes"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: holds {type(manifest).__name__}; expected the manifest object of prepare")
+    return manifest

@@ -2,12 +2,15 @@
 
 The server decodes what the real SDK posts to ``/v1/pandas_arrow``: an Arrow IPC stream whose
 schema metadata ``arize-schema`` holds the base64 protobuf ``Schema`` (model, version,
-environment, batch ID).  It can answer the first requests with a chosen status (503, 401, ...).
+environment, batch ID).  It can answer the first requests with a chosen status (503, 401, ...),
+receive a request and drop the connection without answering (the answer is lost), or receive one
+and hold it unanswered until the test releases it (a sender killed mid-chunk).
 """
 
 from __future__ import annotations
 
 import base64
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,8 +52,17 @@ class FakeArize:
     fail_after_status: int = 500
     # seconds to stall, in order, before answering (then 503, nothing recorded): the client times out
     stall_s: list[float] = field(default_factory=list)
+    # request numbers (1-based) that are received and recorded, then the connection is closed unanswered
+    drop: set[int] = field(default_factory=set)
+    # requests after this many are received and recorded, then held unanswered until `release` is set
+    hold_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def prediction_ids(self) -> list[str]:
+        """Every prediction ID received, in order (repeated when a row came twice)."""
+        return [i for r in self.received for i in r.table.column("prediction_id").to_pylist()]
 
     def by_environment(self) -> dict[str, list[Received]]:
         out: dict[str, list[Received]] = {}
@@ -91,7 +103,7 @@ def fake_arize(monkeypatch):
             if stall:
                 time.sleep(stall)
                 status = 503
-            if status == 200:
+            if status == 200 or n in state.drop or (state.hold_after is not None and n > state.hold_after):
                 table, proto = _decode(body)
                 with state.lock:
                     state.received.append(
@@ -105,6 +117,12 @@ def fake_arize(monkeypatch):
                             batch_id=proto.constants.batch_id,
                         )
                     )
+            if n in state.drop:  # stored, but the answer is lost
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if state.hold_after is not None and n > state.hold_after:
+                state.release.wait(60)
             payload = b"{}" if status == 200 else b'{"error": "try again"}'
             try:
                 self._answer(status, payload)
@@ -129,6 +147,7 @@ def fake_arize(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     yield state
+    state.release.set()  # held requests end
     server.shutdown()
     server.server_close()
 

@@ -27,6 +27,7 @@ from components.arize.log import (
     log_prepared,
     read_prepared,
     send_chunk,
+    sent_frame,
     validate_all,
 )
 from components.common import schema
@@ -86,7 +87,15 @@ def test_sends_every_environment_in_chunks(fake_arize, credentials, prepared_dir
     summary = (tmp_path / "summary.md").read_text()
     assert "| production | 9 | 3 | 9 | 3 | 0 |" in summary and "fm-test" in summary
     ledger = json.loads((tmp_path / "summary.md.ledger.json").read_text())
-    assert len(ledger["sent"]) == 3 + 2 + 3
+    chunks = ledger["chunks"].values()
+    assert ledger["version"] == 2 and len(chunks) == 3 + 2 + 3
+    assert {c["state"] for c in chunks} == {"sent"}
+    validation = sorted(
+        (c for c in chunks if c["environment"] == schema.VALIDATION), key=lambda c: c["chunk"]
+    )
+    assert [(c["first_row"], c["last_row"], c["rows"]) for c in validation] == [(0, 3, 4), (4, 4, 1)]
+    assert {c["batch_id"] for c in validation} == {f"validation-{manifest_version(prepared_dir)}"}
+    assert all(len(c["rows_sha256"]) == 64 and c["chunk_rows"] == 4 for c in chunks)
     out = capsys.readouterr()
     for text in (summary, json.dumps(ledger), out.out, out.err):
         assert key not in text and space not in text
@@ -100,11 +109,14 @@ def test_retries_5xx_with_backoff(fake_arize, credentials, prepared_dir, tmp_pat
     assert [r.table.num_rows for r in fake_arize.received] == list(COUNTS.values())
 
 
-def test_retries_timeouts(fake_arize, credentials, prepared_dir, tmp_path):
+def test_a_timeout_is_not_retried_the_chunk_is_uncertain(fake_arize, credentials, prepared_dir, tmp_path):
+    """A read timeout: the server may have stored the rows, so no retry (before: retried, rows twice)."""
     fake_arize.stall_s = [1.5]  # longer than the client's timeout
-    result = log(prepared_dir, tmp_path / "s.md", chunk_rows=100, timeout_s=0.5)
-    assert result.environments[schema.TRAINING].retries == 1
-    assert [r.table.num_rows for r in fake_arize.received] == list(COUNTS.values())
+    with pytest.raises(ArizeSendError, match=r"sending training chunk 0 \(rows 0-11, .*got no answer") as err:
+        log(prepared_dir, tmp_path / "s.md", chunk_rows=100, timeout_s=0.5)
+    assert "is not retried" in str(err.value) and "resend_uncertain=True" in str(err.value)
+    assert "Not sent: validation (all), production (all)" in str(err.value)
+    assert fake_arize.requests == 1
 
 
 def test_gives_up_after_max_attempts(fake_arize, credentials, prepared_dir, tmp_path):
@@ -228,24 +240,18 @@ def test_missing_folder_column_or_rows(no_credentials, prepared_dir, tmp_path):
         log(prepared_dir, tmp_path / "s.md", chunk_rows=0)
 
 
-def test_command_line_without_credentials(no_credentials, prepared_dir, tmp_path):
+def test_command_line_without_credentials(no_credentials, prepared_dir, tmp_path, capsys):
     from components.arize.__main__ import main
 
     argv = ["--prepared", str(prepared_dir), "--summary", str(tmp_path / "s.md")]
     assert main([*argv, "--arize-model-name", "fm-cli", "--chunk-rows", "5"]) == 0
     summary = (tmp_path / "s.md").read_text()
     assert summary.startswith("# Arize log: NOTHING SENT\n\nModel `fm-cli` version `v-test`")
-    assert "| training | 12 | 3 | 0 | 0 | 0 | 0 | 0.0 |" in summary
-    with pytest.raises(CredentialsError):
-        main(
-            [
-                "--prepared",
-                str(prepared_dir),
-                "--summary",
-                str(tmp_path / "t.md"),
-                "--require-arize-credentials",
-            ]
-        )
+    assert "| training | 12 | 3 | 0 | 0 | 0 | 0 | 0 | 0.0 |" in summary
+    capsys.readouterr()
+    assert main([*argv, "--require-arize-credentials"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("arize: error: ARIZE_API_KEY and ARIZE_SPACE_ID not set") and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- config, client, steps
@@ -295,7 +301,8 @@ def test_the_client_given_is_the_one_used(fake_arize, credentials, prepared_dir,
 
 def test_read_and_validate_steps(no_credentials, prepared_dir):
     source = read_prepared(prepared_dir)
-    assert source == PreparedSource(prepared_dir, manifest_version(prepared_dir), list(schema.SPLITS))
+    version = manifest_version(prepared_dir)
+    assert source == PreparedSource(prepared_dir, version, list(schema.SPLITS), version, COUNTS)
     assert read_prepared(prepared_dir, "v-given").model_version == "v-given"
     reports = validate_all(source, ArizeConfig(chunk_rows=5))
     assert {env: (r.rows, r.chunks) for env, r in reports.items()} == {
@@ -310,7 +317,8 @@ def test_send_chunk_counts_retries_and_gives_up(fake_arize, credentials, prepare
 
     key, space = credentials
     client = ArizeClient(api_key=key)  # the loopback server, through ARIZE_API_HOST/SCHEME/PORT
-    _, df = next(iter_chunks(prepared_dir, schema.PRODUCTION, 100))
+    _, batch = next(iter_chunks(prepared_dir, schema.PRODUCTION, 100))
+    df = sent_frame(batch)
     config = fast(max_attempts=3)
     report = EnvReport(schema.PRODUCTION)
     fake_arize.fail_with = [503, 429]
@@ -333,3 +341,114 @@ def test_send_chunk_counts_retries_and_gives_up(fake_arize, credentials, prepare
             client, df, schema.PRODUCTION, space_id=space, model_version="v1", config=config, report=report
         )
     assert err.value.attempts == 1 and report.retries == 4
+
+
+# ---------------------------------------------------------------- wrong model, corrupt files, errors
+
+
+def test_derived_prediction_id_is_the_prepare_stages():
+    from components.arize.log import derived_prediction_id
+    from components.prepare.prepare import prediction_id
+
+    for version, image_id in (("v-test", "production-00001"), ("", ""), ("v 2", "a/b\u00e9")):
+        assert derived_prediction_id(version, image_id) == prediction_id(version, image_id)
+
+
+def test_rows_of_another_model_version_than_the_manifest_are_refused(
+    fake_arize, credentials, prepared_dir, tmp_path
+):
+    """The manifest claims another version than the rows' prediction IDs derive from: nothing sent."""
+    bad = copy_prepared(prepared_dir, tmp_path)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps({**manifest, "model_version": "v-other"}))
+    with pytest.raises(ArizeValidationError) as err:
+        log(bad, tmp_path / "s.md", chunk_rows=5)
+    message = str(err.value)
+    assert (
+        "training (12 of 12 rows, first: row 0, image_id 'training-00000'): prediction_id does not derive"
+        in message
+    )
+    assert (
+        "Errors by reason (the Arize SDK's checks and the manifest's):\n  3 x prediction_id does not derive "
+        "from the manifest's model version 'v-other': rows prepared for another model version" in message
+    )
+    assert fake_arize.requests == 0
+
+
+def test_a_table_that_is_not_the_one_the_manifest_counts_is_refused(no_credentials, prepared_dir, tmp_path):
+    bad = copy_prepared(prepared_dir, tmp_path)
+    path = bad / schema.prepared_file(schema.PRODUCTION)
+    pq.write_table(pq.read_table(path).slice(0, 7), path)
+    with pytest.raises(
+        ArizeValidationError,
+        match=r"production \(7 rows\): the manifest counts 9 rows: the table is not the one",
+    ):
+        log(bad, tmp_path / "s.md")
+
+
+def test_truncated_or_corrupt_files_are_named(no_credentials, prepared_dir, tmp_path):
+    from components.arize.log import CorruptParquetError
+
+    bad = copy_prepared(prepared_dir, tmp_path)
+    path = bad / schema.prepared_file(schema.VALIDATION)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(CorruptParquetError, match=r"validation\.parquet: not a readable Parquet file"):
+        log(bad, tmp_path / "s.md")
+    (bad / "manifest.json").write_text('{"model_version": "v-test", ')
+    with pytest.raises(ValueError, match=r"manifest\.json: not JSON"):
+        log(bad, tmp_path / "s.md")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing folder", "manifest.json: not found; expected the output folder of the prepare stage"),
+        ("bad parameter", "chunk_rows=0: expected a positive number of rows"),
+        ("corrupt table", "production.parquet: not a readable Parquet file"),
+        ("refused by Arize", "sending training chunk 0 failed after 1 attempt(s): APIError"),
+        ("answer lost", "got no answer"),
+    ],
+)
+def test_command_line_prints_one_line_not_a_traceback(
+    case, expected, fake_arize, credentials, prepared_dir, tmp_path, capsys
+):
+    from components.arize.__main__ import main
+
+    prepared, extra = prepared_dir, ["--max-attempts", "1"]
+    if case == "missing folder":
+        prepared = tmp_path / "nowhere"
+    elif case == "bad parameter":
+        extra = ["--chunk-rows", "0"]
+    elif case == "corrupt table":
+        prepared = copy_prepared(prepared_dir, tmp_path)
+        (prepared / schema.prepared_file(schema.PRODUCTION)).write_bytes(b"PAR1 but not really")
+    elif case == "refused by Arize":
+        fake_arize.fail_with = [400]
+    else:
+        fake_arize.drop = {1}
+    assert main(["--prepared", str(prepared), "--summary", str(tmp_path / "s.md"), *extra]) == 2
+    err = capsys.readouterr().err  # the progress bar's lines, then the error
+    [line] = [line for line in err.splitlines() if line.startswith("arize: error: ")]
+    assert expected in line and "Traceback" not in err
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporaries_of_killed_runs_are_removed(no_credentials, prepared_dir, tmp_path):
+    import os
+
+    dead, alive = dead_pid(), os.getppid()
+    stale = [tmp_path / f".s.md.tmp-{dead}", tmp_path / f".s.md.ledger.json.tmp-{dead}"]
+    kept = [tmp_path / f".s.md.tmp-{alive}", tmp_path / f".other.txt.tmp-{dead}"]
+    for p in [*stale, *kept]:
+        p.write_text("left behind")
+    log(prepared_dir, tmp_path / "s.md")
+    assert [p.exists() for p in stale] == [False, False]
+    assert [p.exists() for p in kept] == [True, True]  # a live process's, and not a sibling of ours

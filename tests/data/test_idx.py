@@ -110,3 +110,17 @@ def test_labels_outside_classes_are_kept_aside(tmp_path):
     assert [i for i, _ in source.train.rejected] == [2, 4]
     assert "label 12 outside 0..9" in source.train.rejected[0][1]
     assert source.test.rejected == []
+
+
+def test_huge_dimensions_byte_count_does_not_overflow(tmp_path):
+    """Three sizes of 2**32-1: the expected byte count is (2**32-1)**3, not an int64 wrapped around."""
+    path = tmp_path / "huge"
+    size = 2**32 - 1
+    path.write_bytes(bytes([0, 0, 8, 3]) + size.to_bytes(4, "big") * 3 + b"\x00" * 10)
+    expected = size**3
+    assert expected > 2**63  # numpy's int64 product wraps to 12884901887
+    with pytest.raises(IdxError) as err:
+        read_idx(path, ndim=3)
+    assert str(err.value) == (
+        f"{path}: truncated: 10 data bytes; expected {expected} for shape {size}x{size}x{size}"
+    )

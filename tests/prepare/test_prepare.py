@@ -31,21 +31,11 @@ from components.prepare.prepare import (
     validate_scan,
 )
 from tests.fixtures import prepare_inputs
+from tests.prepare.conftest import COUNTS
 
-COUNTS = {schema.TRAINING: 30, schema.VALIDATION: 10, schema.PRODUCTION: 25}
 NOW = "2026-11-28T12:00:00Z"
 NOW_DT = datetime(2026, 11, 28, 12, tzinfo=UTC)
 DIM = 16
-
-
-@pytest.fixture(scope="module")
-def images(fashion_dir) -> np.ndarray:
-    return prepare_inputs.read_idx_images(fashion_dir / "t10k-images-idx3-ubyte.gz", sum(COUNTS.values()))
-
-
-@pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory, images) -> Path:
-    return prepare_inputs.write_dataset(tmp_path_factory.mktemp("ds") / "dataset", COUNTS, images)
 
 
 def embed_tables(**kw) -> dict[str, pa.Table]:
