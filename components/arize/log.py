@@ -173,16 +173,6 @@ def validate_frame(df, env: str, model_name: str, model_version: str) -> list[st
     return [e.error_message() for e in errors]
 
 
-def derived_prediction_id(model_version: str, image_id: str) -> str:
-    """The prediction ID the prepare stage derives from a model version and an image ID.
-
-    The same derivation as ``components.prepare.prepare.prediction_id`` (a stage imports no other
-    stage; ``tests/arize`` checks that both agree): a row whose ID is not this one was prepared
-    for another model version than the manifest's.
-    """
-    return hashlib.sha256(f"{model_version}\x1f{image_id}".encode()).hexdigest()[:32]
-
-
 @dataclass
 class Chunk:
     """One chunk of an environment table: its position, rows, prediction IDs and their digest."""
@@ -574,7 +564,7 @@ def validate_all(source: PreparedSource, config: ArizeConfig) -> dict[str, EnvRe
     """Every chunk through the SDK's validation, and the rows checked against the manifest.
 
     The manifest's checks: each table holds the rows the manifest counts, and every row's
-    prediction ID derives from the manifest's model version (:func:`derived_prediction_id`), so no
+    prediction ID derives from the manifest's model version (``schema.prediction_id``), so no
     row prepared for another model is logged under this one. Raises :class:`ArizeValidationError`
     with every error (the first 20 shown) and the count per reason when any check fails: nothing may
     be sent then. Returns the rows and chunks per environment.
@@ -595,7 +585,7 @@ def validate_all(source: PreparedSource, config: ArizeConfig) -> dict[str, EnvRe
                 ids = batch.column(P.PREDICTION_ID).to_pylist()
                 image_ids = batch.column(P.IMAGE_ID).to_pylist()
                 for i, (pid, image_id) in enumerate(zip(ids, image_ids, strict=True)):
-                    if pid != derived_prediction_id(source.manifest_version, str(image_id)):
+                    if pid != schema.prediction_id(source.manifest_version, str(image_id)):
                         foreign += 1
                         first_foreign = (
                             first_foreign or f"row {chunk.first_row + i}, {P.IMAGE_ID} {image_id!r}"

@@ -6,6 +6,7 @@ column name as a string literal of its own.  See ``shared/DESIGN.md``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 import pyarrow as pa
@@ -43,13 +44,16 @@ DEGRADATIONS: tuple[str, ...] = (
     DEGRADATION_BLUR,
     DEGRADATION_BOTH,
 )
+# Production rows that arrive from outside (the ingest stage): nobody knows what happened to the image.
+# Not one of DEGRADATIONS, which are the kinds the data stage applies (its card has one column each).
+DEGRADATION_UNKNOWN = "unknown"
 
 
 class DatasetColumns:
     """Rows of the data stage's ``datasets`` folder (one ``DatasetDict``)."""
 
     IMAGE = "image"  # datasets.Image (PNG bytes), greyscale 28x28 for Fashion-MNIST
-    LABEL = "label"  # datasets.ClassLabel(names=CLASS_NAMES)
+    LABEL = "label"  # datasets.ClassLabel(names=CLASS_NAMES); NO_LABEL (-1) = not known yet (ingest)
     PREDICTION_TS = "prediction_ts"  # timestamp[us, tz=UTC]
     IMAGE_ID = "image_id"  # string, stable across runs with the same seed
     URL = "url"  # string, link to the image file, may be empty
@@ -128,6 +132,23 @@ class PreparedColumns:
     )
 
 
+class ServedColumns:
+    """Extra columns of an ingested production split: what the serving system logged with each image.
+
+    The ingest stage writes all three on every row it ingests (null where the manifest has no value);
+    a data-stage folder built by the data stage has none of them, so readers test for presence.
+    """
+
+    PREDICTION_ID = PreparedColumns.PREDICTION_ID  # string, the serving system's id of the prediction
+    SERVED_LABEL = "served_label"  # int64, class index the serving system predicted
+    SERVED_SCORE = "served_score"  # float32, the score it gave that class
+
+    ALL: tuple[str, ...] = (PREDICTION_ID, SERVED_LABEL, SERVED_SCORE)
+
+
+# A production row whose actual label is not known yet (late labels): the value of DatasetColumns.LABEL.
+NO_LABEL = -1
+
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 EMBED_ARROW_SCHEMA = pa.schema(
@@ -171,6 +192,7 @@ EMBED_FILE = "embeddings.parquet"  # inside an embed output folder
 EMBED_FAILURES_FILE = "failures.parquet"  # rows whose image did not decode
 PREPARED_FILE_TEMPLATE = "{environment}.parquet"  # inside a prepare output folder
 PREPARED_REJECTED_FILE = "rejected.parquet"  # rows kept aside by prepare, with a reason
+INGEST_REJECTED_FILE = "rejected.parquet"  # rows kept aside by ingest, with location and reason
 
 
 def prepared_file(environment: str) -> str:
@@ -193,3 +215,12 @@ def require_columns(present: Iterable[str], required: tuple[str, ...], where: st
         raise ValueError(
             f"{where}: missing column(s) {', '.join(missing)}; expected at least {', '.join(required)}"
         )
+
+
+def prediction_id(model_version: str, image_id: str) -> str:
+    """The deterministic prediction ID: the same model version and image give the same ID.
+
+    prepare derives it for every record; arize checks each row's ID against its manifest's model
+    version with it (a retried log then never duplicates, and rows of another model are refused).
+    """
+    return hashlib.sha256(f"{model_version}\x1f{image_id}".encode()).hexdigest()[:32]

@@ -52,7 +52,6 @@ __all__ = [
     "export_rows",
     "open_embeds",
     "parse_now",
-    "prediction_id",
     "prepare_records",
     "read_manifest",
     "scan_embeds",
@@ -142,12 +141,6 @@ class PrepareResult:
         if self.embed_failures:
             lines += ["", f"{self.embed_failures} image(s) had already failed in the embed stage."]
         return "\n".join(lines) + "\n"
-
-
-def prediction_id(model_version: str, image_id: str) -> str:
-    """Deterministic prediction ID: the same model version and image give the same ID."""
-    digest = hashlib.sha256(f"{model_version}\x1f{image_id}".encode()).hexdigest()
-    return digest[:32]
 
 
 def prepare_records(
@@ -736,7 +729,7 @@ class _Converter:
         model_version = self.plan.model_version
         return pa.table(
             {
-                P.PREDICTION_ID: pa.array([prediction_id(model_version, i) for i in ids], pa.string()),
+                P.PREDICTION_ID: pa.array([schema.prediction_id(model_version, i) for i in ids], pa.string()),
                 P.PREDICTION_TS: pc.add(ts, self.shift).cast(schema.TIMESTAMP_TYPE),
                 P.PREDICTION_LABEL: self.class_names.take(rows.column(E.PREDICTION)),
                 P.ACTUAL_LABEL: self.class_names.take(rows.column(E.LABEL)),

@@ -346,12 +346,12 @@ def test_send_chunk_counts_retries_and_gives_up(fake_arize, credentials, prepare
 # ---------------------------------------------------------------- wrong model, corrupt files, errors
 
 
-def test_derived_prediction_id_is_the_prepare_stages():
-    from components.arize.log import derived_prediction_id
-    from components.prepare.prepare import prediction_id
+def test_prediction_id_is_one_rule_for_prepare_and_arize():
+    """prepare writes and arize checks the same ID: sha256 of version, unit separator, image id."""
+    from components.common.schema import prediction_id
 
-    for version, image_id in (("v-test", "production-00001"), ("", ""), ("v 2", "a/b\u00e9")):
-        assert derived_prediction_id(version, image_id) == prediction_id(version, image_id)
+    assert prediction_id("v-test", "production-00001") == "545cbe3dbabbe4fbb59ef9829f36910c"
+    assert prediction_id("v-test", "production-00001") != prediction_id("v-other", "production-00001")
 
 
 def test_rows_of_another_model_version_than_the_manifest_are_refused(

@@ -20,12 +20,12 @@ from components.common.config import config_from_args
 from components.common.files import MANIFEST_FILE
 from components.common.schema import EmbedColumns as E
 from components.common.schema import PreparedColumns as P
+from components.common.schema import prediction_id
 from components.prepare.config import PrepareConfig, parse_now
 from components.prepare.prepare import (
     ImageTarget,
     Plan,
     open_embeds,
-    prediction_id,
     prepare_records,
     scan_embeds,
     validate_scan,
