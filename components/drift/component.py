@@ -14,8 +14,9 @@ SUMMARY = (
     "Calibrated embedding drift per time window: compares production with a baseline, window by "
     "window, with thresholds calibrated on clean data; writes an HTML report with a UMAP view, "
     "metrics and a drift table, and returns `alert` (true when any window of this run drifted) for "
-    "dsl.If. With history_uri, it keeps every run's windows in one Parquet table and the report shows "
-    "the trend over all of them."
+    "dsl.If and `status` (drift, no-drift, or insufficient-data when no window could be tested). "
+    "With history_uri, it keeps every run's windows in one Parquet table and the report shows the "
+    "trend over all of them."
 )
 CONFIG = DriftConfig
 ARTIFACTS = ("prepared", "baseline", "report", "metrics", "drift_table")
@@ -26,6 +27,8 @@ ARTIFACT_HELP = {
     "metrics": "windows tested and flagged, max centroid distance, thresholds, row counts",
     "drift_table": "Parquet file, one row per window: rows, accuracy, every detector's score and verdict",
     "alert": "true when at least one window of this run drifted (the value dsl.If tests)",
+    "status": "drift, no-drift, or insufficient-data when no window had enough rows to be tested "
+    "(alert is then false: no verdict, not a clean bill)",
 }
 
 
@@ -53,18 +56,23 @@ def drift(
     detectors: str = "centroid,cosine,mmd2,softmax_ks,confidence_drop",
     seed: int = 0,
     history_uri: str = "",
-) -> NamedTuple("Outputs", [("alert", bool)]):  # type: ignore[valid-type]  # the form KFP reads
-    """Calibrated embedding drift per time window, UMAP view and HTML report; `alert` for dsl.If."""
+    image_store: str = "",
+) -> NamedTuple("Outputs", [("alert", bool), ("status", str)]):  # type: ignore[valid-type]  # the form KFP reads
+    """Calibrated embedding drift per time window, UMAP view and HTML report; `alert` and `status` for dsl.If."""
     from components.common.config import config_from
     from components.drift.config import DriftConfig
     from components.drift.stage import run_drift
 
     config = config_from(DriftConfig, locals())
-    result = run_drift(prepared.path, baseline.path, report.path, drift_table.path, config)
+    # the artifacts' URIs: their images may be linked under them (an https link of a bucket object)
+    roots = (prepared.uri, baseline.uri)
+    result = run_drift(prepared.path, baseline.path, report.path, drift_table.path, config, image_roots=roots)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
-    drift_table.metadata.update({"windows": len(result.table), "flagged": int(result.table["flagged"].sum())})
-    return (result.alert,)
+    drift_table.metadata.update(
+        {"windows": len(result.table), "flagged": int(result.table["flagged"].sum()), "status": result.status}
+    )
+    return (result.alert, result.status)
 
 
 def component(images: ImageSet | None = None):

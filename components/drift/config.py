@@ -100,6 +100,12 @@ class DriftConfig:
         "(also s3://, minio:// or a local path): each run replaces its own windows there and the report "
         "shows the trend over all of them; empty: no history.",
     )
+    image_store: str = param(
+        "",
+        "Where the report may read thumbnails from besides the prepared and baseline folders: the "
+        "image_store given to prepare, e.g. gs://bucket/images (also s3://, minio:// or a local folder); "
+        "empty: the folders and the image store their manifest.json names. Links elsewhere are not read.",
+    )
 
     @property
     def detector_names(self) -> list[str]:
@@ -131,6 +137,7 @@ class DriftConfig:
                 f"max_window_rows={self.max_window_rows} is below min_window_rows={self.min_window_rows}"
             )
         check_history_uri(self.history_uri)
+        check_image_store(self.image_store)
         if self.umap_window:
             import pandas as pd  # only here: importing this module stays light
 
@@ -153,3 +160,12 @@ def check_history_uri(uri: str) -> None:
         )
     if uri.endswith("/") or uri.startswith(HISTORY_SCHEMES) and "/" not in uri.split("://", 1)[1].strip("/"):
         raise ValueError(f"history_uri={uri!r}: give the URI of one Parquet file, not a folder ({example})")
+
+
+def check_image_store(store: str) -> None:
+    """A ValueError unless ``store`` is empty, a local folder, a bucket prefix or a link prefix of one."""
+    if store and "://" in store and not store.startswith((*REMOTE_SCHEMES, "http://", "https://")):
+        raise ValueError(
+            f"image_store={store!r}: expected a local folder or a {', '.join(REMOTE_SCHEMES)} prefix "
+            "(e.g. gs://bucket/images), the image_store given to prepare"
+        )

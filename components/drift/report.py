@@ -1,9 +1,17 @@
-"""The self-contained HTML report: drift chart, history trend, UMAP view with hover thumbnails, clusters."""
+"""The self-contained HTML report: drift chart, history trend, UMAP view with hover thumbnails, clusters.
+
+Every string that comes from the data (labels, degradation, ids, links, history values) is inert:
+HTML-escaped where it lands in HTML (:func:`html.escape`), escaped for plotly's text markup where
+it lands in a figure (:func:`plotly_text`), serialised with :func:`script_json` where it lands in
+a script, and shown in the hover panel through ``textContent`` (never parsed as HTML). plotly's
+own figure JSON (``plotly.io.to_html``) escapes ``<``, ``>`` and ``/`` itself (plotly 7.1).
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +26,35 @@ from components.drift.detectors import DETECTORS
 from components.drift.history import MODEL_VERSION, RECORDED_AT, HistoryUpdate
 from components.drift.view import Cluster, Colouring
 
+# What :func:`script_json` replaces: what could end the script element or open a comment
+# (``</script>``, ``<!--``), ``&`` (for XHTML readers), and the two line separators older
+# JavaScript engines do not accept inside a string literal.
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_UNSAFE_RE = re.compile("[<>&\u2028\u2029]")
+
+# Statuses of a run, shown at the top of the report (the stage's ``status`` output).
+STATUS_TITLES = {"drift": "Drift", "no-drift": "No drift", "insufficient-data": "Insufficient data"}
+
+
+def script_json(value: object) -> str:
+    r"""``value`` as JSON that is safe inside a ``<script>`` element of an HTML page.
+
+    ``<``, ``>``, ``&``, U+2028 and U+2029 become ``\uXXXX`` escapes: still the same JSON value,
+    but no data string can close the script (``</script>``) or start a comment. Every script
+    payload of the report goes through here.
+    """
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _SCRIPT_UNSAFE_RE.sub(lambda m: _SCRIPT_UNSAFE[m.group(0)], text)
+
+
+def plotly_text(value: object) -> str:
+    """A data string for plotly's text (trace names, hover text, titles): its markup made inert.
+
+    plotly renders text as a small HTML subset (``<b>``, ``<br>``, ``<a href>``, ...) and decodes
+    ``&lt;``, ``&gt;`` and ``&amp;``, so escaping those three shows the string as it is.
+    """
+    return html.escape(str(value), quote=False)
+
 
 @dataclass
 class ViewData:
@@ -26,7 +63,7 @@ class ViewData:
     coords3: np.ndarray
     coords2: np.ndarray
     colourings: list[Colouring]
-    hover: list[str]  # text per point
+    hover: list[str]  # plain text per point (lines separated by newlines; never HTML)
     thumbnails: list[str]  # data URIs per point ("" when unreadable)
     clusters: list[Cluster] = field(default_factory=list)
     degradation: np.ndarray | None = None
@@ -113,17 +150,17 @@ def min_p_value(table: pd.DataFrame) -> pd.Series:
 def trend_hover(history: pd.DataFrame) -> list[str]:
     """Hover text per stored window: start, rows, status, fired detectors, when and by which model.
 
-    Strings from the data (status, detectors, model version) are HTML-escaped: plotly renders
-    hover text as HTML.
+    Strings from the data (status, detectors, model version) go through :func:`plotly_text`:
+    plotly renders hover text as a subset of HTML.
     """
     out = []
     for _, r in history.iterrows():
         recorded = r[RECORDED_AT]
         out.append(
-            f"{r['window_start']:%Y-%m-%d %H:%M} ({html.escape(str(r['window']))}), {int(r['n_rows'])} rows, "
-            f"{html.escape(str(r['status']))}<br>fired: {html.escape(str(r['fired']) or 'none')}<br>"
+            f"{r['window_start']:%Y-%m-%d %H:%M} ({plotly_text(r['window'])}), {int(r['n_rows'])} rows, "
+            f"{plotly_text(r['status'])}<br>fired: {plotly_text(str(r['fired']) or 'none')}<br>"
             f"recorded {recorded:%Y-%m-%d %H:%M} UTC"
-            + (f", model {html.escape(str(r[MODEL_VERSION]))}" if r[MODEL_VERSION] else "")
+            + (f", model {plotly_text(r[MODEL_VERSION])}" if r[MODEL_VERSION] else "")
         )
     return out
 
@@ -262,7 +299,7 @@ def umap_figure(view: ViewData, dims: int) -> go.Figure:
                     scatter(
                         **kw,
                         mode="markers",
-                        name=f"{cat} ({int(mask.sum())})",
+                        name=f"{plotly_text(cat)} ({int(mask.sum())})",
                         legendgroup=col.name,
                         marker={"size": marker_size, "color": colour},
                         customdata=idx[mask],
@@ -279,13 +316,13 @@ def umap_figure(view: ViewData, dims: int) -> go.Figure:
                 scatter(
                     **kw,
                     mode="markers",
-                    name=col.name,
+                    name=plotly_text(col.name),
                     marker={
                         "size": marker_size,
                         "color": col.values,
                         "colorscale": "Viridis",
                         "showscale": True,
-                        "colorbar": {"title": {"text": col.name}},
+                        "colorbar": {"title": {"text": plotly_text(col.name)}},
                     },
                     customdata=idx,
                     hoverinfo="none",
@@ -299,7 +336,7 @@ def umap_figure(view: ViewData, dims: int) -> go.Figure:
         vis = [False] * n
         for m in members:
             vis[m] = True
-        buttons.append({"label": name, "method": "update", "args": [{"visible": vis}]})
+        buttons.append({"label": plotly_text(name), "method": "update", "args": [{"visible": vis}]})
     for m in groups[0][1]:
         fig.data[m].visible = True
     fig.update_layout(
@@ -307,7 +344,7 @@ def umap_figure(view: ViewData, dims: int) -> go.Figure:
         height=620,
         margin={"t": 60, "l": 10, "r": 10, "b": 10},
         legend={"itemsizing": "constant"},
-        title={"text": f"{view.title} ({dims}-D), colour by:", "x": 0.25, "y": 0.98},
+        title={"text": f"{plotly_text(view.title)} ({dims}-D), colour by:", "x": 0.25, "y": 0.98},
     )
     return fig
 
@@ -324,7 +361,7 @@ _HOVER_JS = """
       if (Array.isArray(i)) { i = i[0]; }
       var img = document.getElementById('thumb-img'); var txt = document.getElementById('thumb-text');
       if (thumbs[i]) { img.src = thumbs[i]; img.style.display = 'block'; } else { img.style.display = 'none'; }
-      txt.innerHTML = texts[i] || '';
+      txt.textContent = texts[i] || '';
     });
   }
   function attachAll() { attach('umap3d'); attach('umap2d'); }
@@ -338,6 +375,10 @@ h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em}
 .summary{background:#f6f6f6;padding:10px 14px;border-left:4px solid #d62728}
 .view{display:flex;gap:12px;align-items:flex-start}.view .plots{flex:1;min-width:0}
 #thumb-panel{width:190px;position:sticky;top:10px;border:1px solid #ddd;padding:8px;font-size:0.85em}
+#thumb-text{white-space:pre-line}
+.status{font-size:1.1em;font-weight:bold;padding:8px 14px;margin:8px 0}
+.status.drift{background:#fde0e0}.status.no-drift{background:#e0f3e0}
+.status.insufficient-data{background:#fff1d6;border:2px solid #ff7f0e}
 #thumb-img{width:168px;image-rendering:pixelated;display:none}
 table{border-collapse:collapse;font-size:0.85em} td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 .cluster img{width:48px;margin:1px;image-rendering:pixelated}
@@ -380,7 +421,7 @@ def _clusters_html(view: ViewData, limit: int = 8, examples: int = 10) -> str:
     for c in view.clusters[:limit]:
         prod = [i for i in c.members if view.is_production is None or view.is_production[i]]
         imgs = "".join(
-            f'<img src="{view.thumbnails[i]}" title="{html.escape(view.hover[i])}">'
+            f'<img src="{html.escape(view.thumbnails[i])}" title="{html.escape(view.hover[i])}">'
             for i in prod[:examples]
             if view.thumbnails[i]
         )
@@ -396,7 +437,7 @@ def _clusters_html(view: ViewData, limit: int = 8, examples: int = 10) -> str:
                 for v, n in sorted(zip(vals, counts, strict=True), key=lambda t: -t[1])
             )
         parts.append(
-            f'<tr class="cluster"><td>{c.label}</td><td>{c.size}</td><td>{c.production_share:.0%}</td>'
+            f'<tr class="cluster"><td>{int(c.label)}</td><td>{int(c.size)}</td><td>{c.production_share:.0%}</td>'
             f"<td>{c.excess:+.0%}</td><td>{html.escape(main)}</td><td>{html.escape(deg)}</td>"
             f'<td style="text-align:left">{imgs}</td></tr>'
         )
@@ -411,11 +452,13 @@ def render(
     view: ViewData | None,
     facts: dict[str, str],
     history: HistoryUpdate | None = None,
+    status: str = "",
 ) -> str:
     """The whole report as one HTML string (plotly.js inlined once, no external URLs).
 
     ``history``: every stored window with this run's marked, for the trend section (None or without
-    a URI: the section says that no history is kept).
+    a URI: the section says that no history is kept). ``status`` (``drift``, ``no-drift`` or
+    ``insufficient-data``) is shown at the top with the summary's first line.
     """
     # plotly.js inlined once (what include_plotlyjs=True embeds), so the page works offline
     plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
@@ -424,11 +467,18 @@ def render(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
     )
     summary_html = "".join(f"<p>{html.escape(s)}</p>" for s in summary)
+    status_html = ""
+    if status:
+        title = STATUS_TITLES.get(status, status)
+        status_html = (
+            f'<p class="status {html.escape(status)}" id="status">{html.escape(title)}'
+            f" (status <code>{html.escape(status)}</code>)</p>"
+        )
     window = str(table["window"].iloc[0]) if len(table) else ""
     if view is not None:
         umap3 = _fig_div(umap_figure(view, 3), "umap3d")
         umap2 = _fig_div(umap_figure(view, 2), "umap2d")
-        hover_js = _HOVER_JS % {"thumbs": json.dumps(view.thumbnails), "texts": json.dumps(view.hover)}
+        hover_js = _HOVER_JS % {"thumbs": script_json(view.thumbnails), "texts": script_json(view.hover)}
         view_html = (
             '<div class="view"><div class="plots">'
             f"{umap3}{umap2}</div>"
@@ -443,7 +493,7 @@ def render(
 <html lang="en"><head><meta charset="utf-8"><title>Embedding drift report</title>
 <style>{_CSS}</style>{plotly_js}</head><body>
 <h1>Embedding drift report</h1>
-<div class="summary">{summary_html}</div>
+{status_html}<div class="summary">{summary_html}</div>
 <h2>Drift over time (this run)</h2>{chart}
 <h2>Windows (this run)</h2>{_table_html(table, detectors)}
 <h2>Trend over the stored history</h2>{trend_html(history, window)}

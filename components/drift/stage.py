@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,17 +28,23 @@ import pandas as pd
 from tqdm import tqdm
 
 from components.common import schema
-from components.common.files import write_text_atomic, write_with_atomic
+from components.common.files import MANIFEST_FILE, write_text_atomic, write_with_atomic
 from components.drift import io as dio
 from components.drift.config import DriftConfig
 from components.drift.detectors import CalibratedDrift, Sample, default_detectors
 from components.drift.history import HistoryUpdate, model_version_of, update_history, without_history
 from components.drift.io import C, Rejected, Reservoir, Rows
-from components.drift.view import BASELINE, PRODUCTION
+from components.drift.view import BASELINE, PRODUCTION, ImageScope
 from components.drift.windows import WINDOWS, window_keys, window_start_us
 
 if TYPE_CHECKING:
     from components.drift.report import ViewData
+
+# The run's status (the component's ``status`` output; the command line's exit status in brackets):
+DRIFT = "drift"  # at least one window of this run flagged (1)
+NO_DRIFT = "no-drift"  # windows were tested and none flagged (0)
+INSUFFICIENT_DATA = "insufficient-data"  # no window had min_window_rows usable rows: no verdict (3)
+STATUSES = (DRIFT, NO_DRIFT, INSUFFICIENT_DATA)
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class DriftSummary:
     metrics: dict[str, float]
     alert: bool
     lines: list[str] = field(default_factory=list)
+    status: str = NO_DRIFT  # one of STATUSES
 
 
 @dataclass
@@ -98,6 +107,7 @@ class DriftResult:
     summary: list[str]
     rejected: Rejected
     history: HistoryUpdate | None = None  # every stored window (this run's marked); None: not recorded
+    status: str = NO_DRIFT  # drift, no-drift or insufficient-data (no window tested: no verdict)
 
 
 def run_drift(
@@ -107,13 +117,16 @@ def run_drift(
     table_path: str | Path | None,
     config: DriftConfig | None = None,
     recorded_at: datetime | None = None,
+    image_roots: Sequence[str] = (),
 ) -> DriftResult:
     """Compare production windows against the baseline; write the report and the drift table.
 
     ``prepared`` holds the production rows, ``baseline`` the baseline split (both prepare-stage
     folders, often the same); ``report_path`` / ``table_path`` None: that output is not written.
     With ``config.history_uri`` this run's windows are recorded there, stamped with ``recorded_at``
-    (default: now, UTC).
+    (default: now, UTC). Thumbnails are read only from the two folders, ``config.image_store``, the
+    image stores their manifests name and ``image_roots`` (the artifacts' URIs in a pipeline); see
+    :func:`image_scope`.
     """
     cfg = config or DriftConfig()
     t0 = time.time()
@@ -127,20 +140,23 @@ def run_drift(
     history = record_history(table, prepared, cfg, recorded_at)
     summary = summarise(table, detectors.names, cfg, base, rejected, history)
     if report_path is not None:
-        view, notes = build_view(base.reference, windows, cfg)
+        scope = image_scope(prepared, baseline, cfg, image_roots)
+        view, notes = build_view(base.reference, windows, cfg, scope)
         summary.lines.extend(notes)
         facts = report_facts(inputs, base, table, detectors, cfg, rejected)
-        write_report(report_path, table, detectors.names, summary.lines, view, facts, history)
+        write_report(report_path, table, detectors.names, summary.lines, view, facts, history, summary.status)
     if table_path is not None:
         write_with_atomic(table_path, lambda tmp: table.to_parquet(tmp, index=False))
     m = summary.metrics
     print(
         f"drift: {int(m['windows_tested'])} windows tested, {int(m['windows_flagged'])} flagged, "
-        f"alert={summary.alert}, max centroid distance {m['max_centroid_distance']:.4g}, "
+        f"status={summary.status}, alert={summary.alert}, max centroid distance {m['max_centroid_distance']:.4g}, "
         f"{len(rejected.rows)} rows rejected, {int(m['history_windows'])} windows in the history, "
         f"{time.time() - t0:.1f} s"
     )
-    return DriftResult(table, summary.metrics, summary.alert, summary.lines, rejected, history)
+    return DriftResult(
+        table, summary.metrics, summary.alert, summary.lines, rejected, history, summary.status
+    )
 
 
 # 1. Files and dimensions ---------------------------------------------------------------------------
@@ -404,18 +420,33 @@ def summarise(
     lines = summary_lines(table, names, cfg, rejected, base.calibration_source)
     if history is not None:
         lines.extend(history_lines(history, cfg))
-    return DriftSummary(metrics, bool(len(flagged)), lines)
+    status = DRIFT if len(flagged) else NO_DRIFT if len(ok) else INSUFFICIENT_DATA
+    return DriftSummary(metrics, bool(len(flagged)), lines, status)
 
 
 def summary_lines(
     table: pd.DataFrame, names: list[str], cfg: DriftConfig, rejected: Rejected, source: str
 ) -> list[str]:
-    """The summary in words: what drifted, when, how accuracy moved, which detectors fired."""
+    """The summary in words: what drifted, when, how accuracy moved, which detectors fired.
+
+    The first line names the status: ``Drift:``, ``No drift:`` or ``Insufficient data:`` (no
+    window had ``min_window_rows`` usable rows, so there is no verdict either way).
+    """
     ok = table[table["status"] == "ok"]
     flagged = table[table["flagged"]]
     fmt = "%Y-%m-%d %H:%M" if cfg.drift_window == "hourly" else "%Y-%m-%d"
+    if not len(ok):
+        rejected_note = f", {len(rejected.rows)} row(s) could not be used" if rejected.rows else ""
+        return [
+            f"Insufficient data: no window was tested ({int(table['n_rows'].sum())} usable production "
+            f"rows in {len(table)} {cfg.drift_window} window(s), each under min_window_rows="
+            f"{cfg.min_window_rows}{rejected_note}); there is no drift verdict, and the alert stays "
+            "false because nothing was tested, not because production looks like the baseline.",
+            *_not_tested_lines(table, cfg, rejected),
+        ]
     out = [
-        f"{len(flagged)} of {len(ok)} tested {cfg.drift_window} windows drifted "
+        ("Drift: " if len(flagged) else "No drift: ")
+        + f"{len(flagged)} of {len(ok)} tested {cfg.drift_window} windows drifted "
         f"(false-alarm rate {cfg.false_alarm_rate:g} per window, thresholds calibrated on {source})."
     ]
     if len(flagged):
@@ -439,6 +470,12 @@ def summary_lines(
         )
     else:
         out.append("No window drifted: no alert.")
+    return out + _not_tested_lines(table, cfg, rejected)
+
+
+def _not_tested_lines(table: pd.DataFrame, cfg: DriftConfig, rejected: Rejected) -> list[str]:
+    """The summary's lines about windows not tested and rows that could not be used."""
+    out = []
     few = table[table["status"] != "ok"]
     if len(few):
         out.append(
@@ -475,13 +512,34 @@ def _view_keys(windows: dict[int, WindowRows], cfg: DriftConfig) -> tuple[list[i
     return [k], f"window {cfg.umap_window}"
 
 
+def image_scope(
+    prepared: str | Path, baseline: str | Path, cfg: DriftConfig, extra: Sequence[str] = ()
+) -> ImageScope:
+    """Where thumbnails may be read from; a link anywhere else is refused, never read.
+
+    The prepared and baseline folders, ``cfg.image_store``, the ``image_store`` each folder's
+    ``manifest.json`` names (written by prepare from its own setting, not from the rows) and
+    ``extra`` (the artifacts' URIs in a pipeline). Links come from the data; these do not.
+    """
+    roots = [str(prepared), str(baseline), cfg.image_store, *extra]
+    for folder in dict.fromkeys((str(prepared), str(baseline))):
+        try:
+            manifest = json.loads((Path(folder) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and isinstance(manifest.get("image_store"), str):
+            roots.append(manifest["image_store"])
+    return ImageScope.of(roots)
+
+
 def build_view(
-    reference: Rows, windows: dict[int, WindowRows], cfg: DriftConfig
+    reference: Rows, windows: dict[int, WindowRows], cfg: DriftConfig, scope: ImageScope | None = None
 ) -> tuple[ViewData | None, list[str]]:
     """The embedding view and its notes for the summary (view None when there are too few points).
 
     Baseline and production points (the same share from every window), projected, coloured,
-    clustered, with hover texts and thumbnails.
+    clustered, with hover texts (plain text: the report never parses them as HTML) and
+    thumbnails read only from links inside ``scope`` (None: no thumbnail is read).
     """
     from components.drift import view as v
     from components.drift.report import ViewData
@@ -517,12 +575,21 @@ def build_view(
     cols.insert(1, v.Colouring("cluster (HDBSCAN, -1 = noise)", labels.astype(str), cats))
     ts = pd.to_datetime(allr.ts, unit="us", utc=True)
     hover = [
-        f"{dataset[i]} · {ts[i]:%Y-%m-%d %H:%M}<br>predicted {pred[i]} ({allr.scores[i]:.2f})<br>"
-        f"actual {act[i]}<br>cluster {labels[i]}" + (f"<br>degradation {deg[i]}" if deg is not None else "")
+        f"{dataset[i]} · {ts[i]:%Y-%m-%d %H:%M}\npredicted {pred[i]} ({allr.scores[i]:.2f})\n"
+        f"actual {act[i]}\ncluster {labels[i]}" + (f"\ndegradation {deg[i]}" if deg is not None else "")
         for i in range(n)
     ]
     links = [str(x) if x is not None else "" for x in _text(meta.get(C.IMAGE_LINK), n)]
-    thumbs, failed = v.load_thumbnails(links) if cfg.thumbnails else ([""] * n, 0)
+    if cfg.thumbnails:
+        loaded = v.load_thumbnails(links, scope or ImageScope())
+        thumbs, failed, outside = loaded.uris, loaded.unreadable, loaded.outside
+    else:
+        thumbs, failed, outside = [""] * n, 0, 0
+    if outside:
+        notes.append(
+            f"{outside} thumbnails skipped: link outside the prepared folder/image store (not read; "
+            "give prepare's image_store as the drift stage's image_store if the images live there)."
+        )
     if failed:
         notes.append(f"{failed} of {n} thumbnails could not be read (image links missing or unreachable).")
     if found:
@@ -576,8 +643,9 @@ def write_report(
     view: ViewData | None,
     facts: dict[str, str],
     history: HistoryUpdate | None = None,
+    status: str = "",
 ) -> Path:
     """Render the self-contained HTML report and write it atomically to ``path``."""
     from components.drift.report import render
 
-    return write_text_atomic(path, render(table, names, summary, view, facts, history))
+    return write_text_atomic(path, render(table, names, summary, view, facts, history, status))

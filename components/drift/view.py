@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -142,19 +144,118 @@ def thumbnail_uri(data: bytes, size: int = 56) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def load_thumbnails(links: list[str], size: int = 56) -> tuple[list[str], int]:
-    """Thumbnails of each link ("" where it cannot be read) and how many failed."""
+@dataclass(frozen=True)
+class ImageScope:
+    """Where the report may read images from: local folders and object-store prefixes.
+
+    A local link is resolved (``..`` and symlinks followed) and must lie inside one of ``folders``
+    (themselves resolved); a bucket link (``gs://``, ``s3://``, ``minio://``, or an https URL that
+    :func:`~components.common.storage.uri_from_link` maps to one) must start with one of
+    ``prefixes`` and hold no ``.`` or ``..`` segment. Anything else is refused, never read.
+    """
+
+    folders: tuple[Path, ...] = ()
+    prefixes: tuple[str, ...] = ()  # "gs://bucket/prefix/", always ending with "/"
+
+    @classmethod
+    def of(cls, roots: Iterable[str]) -> ImageScope:
+        """The scope of ``roots`` (folders, bucket URIs or links); empty ones and the filesystem root are skipped."""
+        folders: list[Path] = []
+        prefixes: list[str] = []
+        for root in roots:
+            uri = _as_uri(root) if root else None
+            if uri is None:
+                continue
+            remote = _split_remote(uri)
+            if remote is not None:
+                scheme, bucket, key = remote
+                if ".." in key.split("/"):
+                    continue
+                key = key.strip("/")
+                prefixes.append(f"{scheme}://{bucket}/" + (f"{key}/" if key else ""))
+            elif "://" not in uri:
+                path = Path(uri).resolve()
+                if path != Path(path.anchor):  # the filesystem root is no image store
+                    folders.append(path)
+        return cls(tuple(dict.fromkeys(folders)), tuple(dict.fromkeys(prefixes)))
+
+    def allows(self, link: str) -> bool:
+        """Whether ``link`` names an image inside the scope (False for anything unclear)."""
+        uri = _as_uri(link) if link else None
+        if uri is None:
+            return False
+        remote = _split_remote(uri)
+        if remote is not None:
+            segments = remote[2].split("/")
+            if ".." in segments or "." in segments:
+                return False
+            return any(uri.startswith(p) for p in self.prefixes)
+        if "://" in uri:
+            return False
+        try:
+            path = Path(uri).resolve()
+        except (OSError, RuntimeError, ValueError):
+            return False
+        return any(path.is_relative_to(f) for f in self.folders)
+
+
+def _as_uri(link: str) -> str | None:
+    """A link as a bucket URI or a local path (None: an URL no store of ours wrote).
+
+    A bucket URI is put in one form through the link it would have (``minio://b/k`` and
+    ``s3://b/k`` are the same object when both schemes use one endpoint), so a store given in
+    one form and links written in the other still match.
+    """
     from components.common import storage
 
-    out, failed = [], 0
+    try:
+        if link.startswith(("http://", "https://")):
+            link = storage.uri_from_link(link)
+        if storage.is_remote(link):
+            return storage.uri_from_link(storage.link_for(link))
+    except ValueError:
+        return None if link.startswith(("http://", "https://")) else link
+    return link
+
+
+def _split_remote(uri: str) -> tuple[str, str, str] | None:
+    """``(scheme, bucket, key)`` of a bucket URI; None for a local path."""
+    from components.common import storage
+
+    if not storage.is_remote(uri):
+        return None
+    scheme, rest = uri.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    return scheme, bucket, key
+
+
+@dataclass(frozen=True)
+class Thumbnails:
+    """Thumbnails of the view's points ("" where none) and why some are missing."""
+
+    uris: list[str]  # data URIs, one per link
+    unreadable: int  # links missing, unreachable or not an image
+    outside: int  # links outside the image scope: refused, never read
+
+
+def load_thumbnails(links: list[str], scope: ImageScope, size: int = 56) -> Thumbnails:
+    """Thumbnails of each link that ``scope`` allows; "" (and counted) where refused or unreadable."""
+    from components.common import storage
+
+    out: list[str] = []
+    unreadable = outside = 0
     for link in links:
         if not link:
             out.append("")
-            failed += 1
+            unreadable += 1
+            continue
+        if not scope.allows(link):
+            out.append("")
+            outside += 1
             continue
         try:
             out.append(thumbnail_uri(storage.read_bytes(link), size))
         except Exception:  # noqa: BLE001 - a missing image must not stop the report
             out.append("")
-            failed += 1
-    return out, failed
+            unreadable += 1
+    return Thumbnails(out, unreadable, outside)

@@ -16,8 +16,8 @@ from components.drift.config import DriftConfig
 
 def test_the_kfp_ui_shows_the_config_help_for_every_input():
     spec = drift_component().component_spec
-    assert set(spec.outputs) == {"report", "metrics", "drift_table", "alert"}
-    assert set(ARTIFACT_HELP) == set(ARTIFACTS) | {"alert"}
+    assert set(spec.outputs) == {"report", "metrics", "drift_table", "alert", "status"}
+    assert set(ARTIFACT_HELP) == set(ARTIFACTS) | {"alert", "status"}
     assert {name: spec.outputs[name].description for name in spec.outputs} == {
         name: ARTIFACT_HELP[name] for name in spec.outputs
     }
@@ -46,6 +46,10 @@ def test_drift_runs_in_kfp_local_and_a_pipeline_branches_on_alert(prepared_dir, 
     def on_alert(flag: bool) -> str:
         return f"alert raised: {flag}"
 
+    @dsl.component(base_image="python:3.11", install_kfp_package=False)
+    def show_status(status: str) -> str:
+        return f"drift status: {status}"
+
     drift_op = drift_component()
 
     @dsl.pipeline(name="drift-local-test")
@@ -65,6 +69,7 @@ def test_drift_runs_in_kfp_local_and_a_pipeline_branches_on_alert(prepared_dir, 
         gate = as_flag(flag=d.outputs["alert"])
         with dsl.If(gate.output == True):  # noqa: E712 - KFP condition
             on_alert(flag=d.outputs["alert"])
+        show_status(status=d.outputs["status"])
         return d.outputs["alert"]
 
     task = pipe(folder=source)
@@ -83,6 +88,8 @@ def test_drift_runs_in_kfp_local_and_a_pipeline_branches_on_alert(prepared_dir, 
     assert values["windows_flagged"] == 2.0
     # the dsl.If branch ran
     assert any("alert raised: True" in json.dumps(o) for o in outputs)
+    # the status output reaches the next task
+    assert any("drift status: drift" in json.dumps(o) for o in outputs)
 
 
 def test_a_pipeline_compiles_with_dsl_if_on_the_alert_output(tmp_path):
@@ -99,10 +106,13 @@ def test_a_pipeline_compiles_with_dsl_if_on_the_alert_output(tmp_path):
         d = drift_op(prepared=prepared, baseline=baseline)
         with dsl.If(d.outputs["alert"] == True):  # noqa: E712 - KFP condition
             notify(flag=d.outputs["alert"])
+        with dsl.If(d.outputs["status"] == "insufficient-data"):
+            notify(flag=d.outputs["alert"])
         return d.outputs["alert"]
 
     out = tmp_path / "p.yaml"
     compiler.Compiler().compile(pipe, str(out))
     text = out.read_text()
     assert "inputs.parameter_values['pipelinechannel--drift-alert'] == true" in text
+    assert "inputs.parameter_values['pipelinechannel--drift-status'] == 'insufficient-data'" in text
     assert "fashion-drift-drift:" in text

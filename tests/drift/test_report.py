@@ -55,9 +55,11 @@ def test_umap_projects_and_hdbscan_finds_the_separate_group():
         v.project(a, 2, "tsne")
 
 
-def test_thumbnails_of_missing_links_are_counted():
-    thumbs, failed = v.load_thumbnails(["", "/nonexistent/x.png"])
-    assert thumbs == ["", ""] and failed == 2
+def test_thumbnails_of_missing_links_are_counted(tmp_path):
+    loaded = v.load_thumbnails(
+        ["", str(tmp_path / "x.png"), "/nonexistent/x.png"], v.ImageScope.of([str(tmp_path)])
+    )
+    assert loaded.uris == ["", "", ""] and loaded.unreadable == 2 and loaded.outside == 1
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +131,7 @@ def test_hover_shows_the_thumbnail(report_html, tmp_path):
     hover = re.search(r'<script id="hover-script">(.*?)</script>', report_html, flags=re.S).group(1)
     stub = """
 var els = {};
-function mk(id) { return els[id] = els[id] || {id: id, style: {}, handlers: {}, innerHTML: '',
+function mk(id) { return els[id] = els[id] || {id: id, style: {}, handlers: {}, textContent: '',
   on: function (e, f) { this.handlers[e] = f; }}; }
 var document = {readyState: 'complete', getElementById: mk};
 var window = {addEventListener: function () {}};
@@ -138,7 +140,7 @@ var window = {addEventListener: function () {}};
 els['umap2d'].handlers['plotly_hover']({points: [{customdata: 0}]});
 if (!String(els['thumb-img'].src).startsWith('data:image/png;base64,')) { throw new Error('no thumbnail'); }
 if (els['thumb-img'].style.display !== 'block') { throw new Error('thumbnail hidden'); }
-if (els['thumb-text'].innerHTML.indexOf('predicted') < 0) { throw new Error('no labels'); }
+if (els['thumb-text'].textContent.indexOf('predicted') < 0) { throw new Error('no labels'); }
 """
     path = tmp_path / "hover.js"
     path.write_text(stub + hover + check, encoding="utf-8")
