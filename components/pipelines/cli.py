@@ -17,7 +17,6 @@ skipped); 2 a clear error, printed on stderr; 3 --wait gave up after --timeout (
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from components.pipelines.client import (
     unschedule,
 )
 from components.pipelines.definitions import MONITORING, PIPELINES_DIR, ROOT, TRAINING, compile_pipelines
+from components.pipelines.params import ParamError, parse_json_or_text
 from components.pipelines.settings import CLUSTER_TARGET, KIND_TARGET, TARGETS, ClusterSettings, settings_for
 
 EXIT_RUN_NOT_SUCCEEDED = 1
@@ -46,24 +46,34 @@ PIPELINE_ROOT_HELP = (
     "launcher config of manifests/project points minio:// at it); GKE: gs://BUCKET/PATH; s3://BUCKET/PATH "
     "only with an `s3` provider and endpoint in kfp-launcher (without one the launcher goes to AWS)"
 )
+PARAM_HELP = (
+    "a pipeline parameter, read as its declared type before anything runs or is sent (an Integer "
+    "for a Float is converted; true/false/1/0 for a Boolean; a wrong type is refused, exit 2)"
+)
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def param_texts(items: list[str] | None) -> dict[str, str]:
+    """``["num_shards=4", "profile=cluster"]`` -> ``{"num_shards": "4", "profile": "cluster"}`` (as typed).
+
+    The commands pass these texts on: each is read as its parameter's declared type
+    (:func:`components.pipelines.params.convert_params`), so ``epochs=1`` is ``1.0`` and
+    ``model_version=1.10`` stays ``"1.10"``.
+
+    Raises:
+        ParamError: an item is not ``name=value``.
+    """
+    params = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ParamError(f"--param {item!r}: expected name=value, e.g. --param num_shards=4")
+        params[name.strip()] = value
+    return params
 
 
 def parse_params(items: list[str] | None) -> dict:
     """``["num_shards=4", "profile=cluster"]`` -> ``{"num_shards": 4, "profile": "cluster"}`` (JSON values)."""
-    params = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--param {item!r}: expected name=value, e.g. --param num_shards=4")
-        params[name.strip()] = _parse_value(value)
-    return params
+    return {name: parse_json_or_text(text) for name, text in param_texts(items).items()}
 
 
 def _add_image_and_cluster_args(p: argparse.ArgumentParser) -> None:
@@ -147,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output-dir", type=Path, default=ROOT / "outputs", help="pipeline root (default: outputs/)"
     )
-    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a training pipeline parameter")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -160,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(command, help=helptext)
         p.add_argument("--host", required=True, help="KFP API, e.g. http://localhost:8080")
-        p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a pipeline parameter")
+        p.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
         p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="(default: %(default)s)")
         p.add_argument("--pipeline-root", default=None, help=PIPELINE_ROOT_HELP)
         _add_image_and_cluster_args(p)
@@ -205,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args) -> None:
     from components.pipelines.local import run_local  # kfp.local only for this command
 
-    paths = run_local(args.output_dir, parse_params(args.param), which=args.pipeline, verbose=args.verbose)
+    paths = run_local(args.output_dir, param_texts(args.param), which=args.pipeline, verbose=args.verbose)
     print(f"artifacts under {Path(args.output_dir).resolve()}")
     for name, path in paths.items():
         if name not in ("report", "report_artifact"):
@@ -229,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             run_id, state = submit(
                 args.host,
                 args.pipeline,
-                parse_params(args.param),
+                param_texts(args.param),
                 args.experiment,
                 args.run_name,
                 args.pipeline_root,
@@ -247,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             rid = schedule(
                 args.host,
                 args.cron,
-                parse_params(args.param),
+                param_texts(args.param),
                 args.name,
                 args.experiment,
                 args.pipeline_root,

@@ -22,9 +22,9 @@ from components.pipelines.definitions import (
     PIPELINE_NAMES,
     TRAINING,
     Overrides,
-    check_params,
     compile_pipelines,
 )
+from components.pipelines.params import convert_params
 from components.pipelines.settings import ClusterSettings
 
 DEFAULT_EXPERIMENT = "fashion-drift"
@@ -137,12 +137,13 @@ def _compile_to(
 ) -> tuple[Path, dict]:
     """Compile ``which`` into ``tmp``; returns its path and the run's parameters.
 
-    The parameters are checked against the pipeline's, and ``kfp_ui_host`` is filled with ``host``
-    when the pipeline takes it and it was not given (the notification's link to the run).
+    The parameters are converted to the pipeline's declared types and checked (names, types,
+    required ones: :func:`~components.pipelines.params.convert_params`), so the server gets the
+    converted values or nothing; ``kfp_ui_host`` is filled with ``host`` when the pipeline takes it
+    and it was not given (the notification's link to the run).
     """
     func = BUILDERS[which](images, settings, overrides)
-    check_params(func, params)
-    params = dict(params or {})
+    params = convert_params(func, params)
     if host and KFP_UI_HOST_PARAM in (func.component_spec.inputs or {}) and KFP_UI_HOST_PARAM not in params:
         params[KFP_UI_HOST_PARAM] = host.rstrip("/")
     return compile_pipelines(tmp, images, settings, overrides, (which,))[which], params

@@ -36,14 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from components.pipelines.definitions import (
-    BUILDERS,
-    MONITORING,
-    MONITORING_INPUTS,
-    TRAINING,
-    Overrides,
-    check_params,
-)
+from components.pipelines.definitions import BUILDERS, TRAINING, Overrides
+from components.pipelines.params import convert_params
 from components.pipelines.settings import ClusterSettings
 
 # Retries are for a cluster's passing failures (a node preempted, an image pull); on this machine a
@@ -397,17 +391,13 @@ def run_local(
 
     out = out or sys.stdout
     err = err or sys.stderr
-    missing = [n for n in MONITORING_INPUTS if not (params or {}).get(n)]
-    if which == MONITORING and missing:
-        raise ValueError(
-            f"the monitoring pipeline needs --param {'=... --param '.join(missing)}=...: a data-stage Dataset "
-            f"folder with a production split, a trained model folder and a prepared folder (e.g. from run --local)"
-        )
+    pipeline_func = BUILDERS[which](settings=settings, overrides=overrides)
+    # Names, declared types (an int for a Float becomes a float) and required inputs (the
+    # monitoring URIs), before anything is created or run: kfp.local would raise a traceback.
+    params = convert_params(pipeline_func, params)
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
-    pipeline_func = BUILDERS[which](settings=settings, overrides=overrides)
-    check_params(pipeline_func, params)
     if not verbose:
         out.write(f"{pipeline_func.name}: running each task through kfp.local (--verbose: their logs)\n")
     reporter = _Reporter(verbose, out, err)
@@ -416,7 +406,7 @@ def run_local(
         # both are expected here, and each task would warn about them.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-        task = pipeline_func(**(params or {}))
+        task = pipeline_func(**params)
     paths = {name: getattr(value, "path", value) for name, value in task.outputs.items()}
     # The HTML artifact is a file named "report"; a copy named .html opens in any browser.
     report = Path(paths["report"])

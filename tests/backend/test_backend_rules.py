@@ -355,7 +355,8 @@ def test_schedules_sent_by_schedule_have_six_cron_fields(fake_kfp, given, sent, 
     # Second | Minute | Hour | Dom | Month | DowOptional. A 5-field cron is read seconds first, so
     # `0 6 * * *` would fire at minute 6 of every hour.
     assert FACTS["cron"]["fields"] == 6 and FACTS["cron"]["first"] == "seconds"
-    client.schedule(fake_kfp.url, given)
+    uris = {"production_uri": "minio://mlpipeline/b", "model_uri": "minio://mlpipeline/m"}
+    client.schedule(fake_kfp.url, given, {**uris, "baseline_uri": "minio://mlpipeline/p"})
     (call,) = fake_kfp.calls("POST", "/apis/v2beta1/recurringruns")
     cron = call.body["trigger"]["cron_schedule"]["cron"]
     assert cron == sent and len(cron.split()) == 6

@@ -10,9 +10,19 @@ import pytest
 import yaml
 
 from components.pipelines import cli
+from components.pipelines.params import ParamError
 from tests.pipeline import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
+# The monitoring pipeline's required parameters: schedule refuses a recurring run without them.
+URIS = [
+    "--param",
+    "production_uri=minio://mlpipeline/batches/{date}",
+    "--param",
+    "model_uri=minio://mlpipeline/models/v1",
+    "--param",
+    "baseline_uri=minio://mlpipeline/baseline",
+]
 
 
 def _tasks(spec: dict) -> dict:
@@ -108,7 +118,7 @@ def test_schedule_creates_a_recurring_monitoring_run(with_fake_stages, fake_kfp)
 
 
 def test_unschedule_disables_by_name(with_fake_stages, fake_kfp, capsys):
-    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "0 */6 * * *"]) == 0
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "0 */6 * * *", *URIS]) == 0
     assert cli.main(["unschedule", "--host", fake_kfp.url]) == 0
     assert fake_kfp.calls("POST", "/apis/v2beta1/recurringruns/rr-1:disable")
     assert fake_kfp.recurring_runs["rr-1"]["mode"] == "DISABLE"
@@ -131,7 +141,7 @@ def test_bad_cron_is_refused_before_any_call(with_fake_stages, fake_kfp, capsys,
 def test_a_five_field_cron_is_converted_and_said_so(with_fake_stages, fake_kfp, capsys):
     # KFP reads the first field as seconds (robfig/cron v1.2 cron.Parse): '0 6 * * *' would fire at
     # minute 6 of every hour. schedule prepends '0 ' and prints what it scheduled.
-    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "0 6 * * *"]) == 0
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", "0 6 * * *", *URIS]) == 0
     (call,) = fake_kfp.calls("POST", "/apis/v2beta1/recurringruns")
     assert call.body["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *"
     out = capsys.readouterr().out
@@ -147,7 +157,7 @@ def test_a_five_field_cron_is_converted_and_said_so(with_fake_stages, fake_kfp, 
     [("0 0 6 * * *", "0 0 6 * * *"), ("  0 30 2 * * 1-5 ", "0 30 2 * * 1-5"), ("@daily", "@daily")],
 )
 def test_six_field_crons_and_descriptors_pass_unchanged(with_fake_stages, fake_kfp, given, sent, capsys):
-    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", given]) == 0
+    assert cli.main(["schedule", "--host", fake_kfp.url, "--cron", given, *URIS]) == 0
     (call,) = fake_kfp.calls("POST", "/apis/v2beta1/recurringruns")
     assert call.body["trigger"]["cron_schedule"]["cron"] == sent
     assert "has 5 fields" not in capsys.readouterr().out
@@ -251,9 +261,26 @@ def test_unreachable_host_says_which_port_forward_to_run(capsys):
     assert "kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80" in err
 
 
-def test_bad_param_syntax():
-    with pytest.raises(SystemExit, match="expected name=value"):
-        cli.parse_params(["num_shards"])
+@pytest.mark.parametrize("item", ["num_shards", "=4", " =4"])
+def test_bad_param_syntax(item):
+    with pytest.raises(ParamError, match="expected name=value"):
+        cli.parse_params([item])
+
+
+def test_bad_param_syntax_is_exit_2_not_a_traceback(capsys):
+    assert cli.main(["run", "--local", "--param", "num_shards"]) == 2
+    assert capsys.readouterr().err == (
+        "pipeline.py run: --param 'num_shards': expected name=value, e.g. --param num_shards=4\n"
+    )
+
+
+def test_param_texts_keep_the_text_for_the_declared_type_to_read():
+    assert cli.param_texts(["a=3", "b=1.10", "c=x=y", " d =true"]) == {
+        "a": "3",
+        "b": "1.10",
+        "c": "x=y",
+        "d": "true",
+    }
 
 
 def test_params_are_typed_from_json():
