@@ -2,11 +2,15 @@
 
 train and embed both read it: :func:`load_splits` checks that the splits a stage needs are there,
 non-empty, with the columns it reads and labels inside the class range, and names the folder, the
-split and the first bad rows when they are not.
+split and the first bad rows when they are not. :func:`dataset_fingerprint` identifies a folder's
+splits (a train checkpoint resumes only on the data it was trained on) and
+:func:`undecodable_images` lists the rows whose image does not decode.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,3 +87,66 @@ def check_labels(ds: datasets.Dataset, where: str, num_classes: int = schema.NUM
             f"column {C.LABEL!r} must hold class indices of {schema.CLASS_NAMES}"
         )
     return labels
+
+
+def dataset_fingerprint(dataset_dir: str | Path, splits: Sequence[str]) -> str:
+    """A short sha256 that identifies the ``splits`` of a ``save_to_disk`` folder.
+
+    Per split (in the order given): its name, the ``_fingerprint`` of its ``state.json`` (the data
+    stage derives it from the content; ``datasets`` from the data and the transforms applied) and
+    the name and size of each data file. Modification times are left out on purpose: a KFP retry
+    downloads the same artifact again (new times, same data) and must still match. Another data
+    set, or the same one rebuilt with other parameters, gives another fingerprint.
+    """
+    dataset_dir = Path(dataset_dir)
+    h = hashlib.sha256()
+    for split in splits:
+        folder = dataset_dir / split
+        state_file = folder / "state.json"
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{dataset_dir}: split {split!r} has no readable state.json ({e})") from e
+        files = [str(f.get("filename", "")) for f in state.get("_data_files") or []]
+        h.update(f"split={split}\nfingerprint={state.get('_fingerprint', '')}\n".encode())
+        for name in files:
+            size = (folder / name).stat().st_size if (folder / name).is_file() else -1
+            h.update(f"file={name} size={size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def undecodable_images(ds: datasets.Dataset, split: str, batch_rows: int = 4096) -> list[dict[str, object]]:
+    """The rows of ``ds`` whose image does not decode (PIL, the decoder train uses), in row order.
+
+    Each is ``{"image_id", "split", "row", "error"}``, the shape of embed's failures file
+    (``image_id`` is None when the split has no such column). Reads the encoded bytes batch by batch
+    (about 30 us per 28x28 PNG: 2 s for 70,000 rows on one core).
+    """
+    from PIL import Image
+
+    arrow = ds.with_format("arrow")
+    has_ids = C.IMAGE_ID in ds.column_names
+    failures: list[dict[str, object]] = []
+    for start in range(0, len(ds), batch_rows):
+        table = arrow[start : start + batch_rows]
+        images = table.column(C.IMAGE).combine_chunks()
+        data = images.field("bytes").to_pylist()
+        has_path = images.type.get_field_index("path") >= 0
+        paths = images.field("path").to_pylist() if has_path else [None] * len(data)
+        ids = table.column(C.IMAGE_ID).to_pylist() if has_ids else [None] * len(data)
+        for i, (raw, path) in enumerate(zip(data, paths, strict=True)):
+            try:
+                if raw is None and not path:
+                    raise ValueError("the image has neither bytes nor a path")
+                with Image.open(io.BytesIO(raw) if raw is not None else path) as img:
+                    img.load()
+            except Exception as e:  # noqa: BLE001 - any decoder error makes this row a failure
+                failures.append(
+                    {
+                        "image_id": ids[i],
+                        "split": split,
+                        "row": start + i,
+                        "error": f"{type(e).__name__}: {e}",
+                    }
+                )
+    return failures

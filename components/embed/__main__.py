@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from components.common import schema
@@ -27,12 +28,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_BAD_INPUT = 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Embed, and write the Markdown summary when ``--summary`` is given."""
-    from components.embed.embed import embed_dataset, summary_markdown
+    """Embed, and write the Markdown summary when ``--summary`` is given.
+
+    Returns 0, or 2 with one ``error:`` line on stderr for an expected error: a bad parameter,
+    data set or model folder (ValueError, e.g. a model of another setup or with replaced
+    weights), a missing file, or no CUDA where the run expects a GPU.
+    """
+    from components.common.device import CudaUnavailableError
 
     args = parser().parse_args(argv)
-    result = embed_dataset(args.dataset, args.model, args.output, config_from_args(EmbedConfig, args))
+    try:
+        from components.embed.embed import embed_dataset, summary_markdown
+
+        result = embed_dataset(args.dataset, args.model, args.output, config_from_args(EmbedConfig, args))
+    except (ValueError, FileNotFoundError, NotADirectoryError, CudaUnavailableError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.summary:
         Path(args.summary).write_text(summary_markdown(result))
     return 0

@@ -10,8 +10,13 @@ Fast and bounded in memory on a split of any size:
 - the model runs under ``torch.inference_mode`` in channels-last layout; only the last hidden
   state is kept (for ResNet-like models the pooled output *is* its spatial mean, and the
   classifier runs on it, so there is a single forward pass); reduced precision only on a GPU;
-- each batch is appended to the Parquet file as it is done, into a temporary folder that is
-  renamed when complete.
+- each batch is appended to the Parquet file as it is done, into a temporary folder
+  ``.<output>.tmp-<pid>`` that replaces the output when complete (the old output is renamed
+  aside first and deleted last); such folders left by killed runs are removed by the next run.
+
+The model folder is verified before use (:func:`components.common.model_folder.verify_model_folder`):
+its label set must be this setup's class list and its weights must hash to the ``model_version``
+its training summary claims, else the run fails at once, naming both.
 
 An image that does not decode is counted, listed in ``failures.parquet`` and in the summary, and
 skipped; the other rows of its batch go on.
@@ -22,7 +27,6 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import tempfile
 import threading
 import time
 import warnings
@@ -39,7 +43,8 @@ import torch
 from components.common import schema
 from components.common.dataset_folder import load_splits
 from components.common.device import require_cuda, trained_for_gpu, wants_cuda
-from components.common.model_folder import MODEL_VERSION, check_model_folder, load_summary
+from components.common.files import remove_stale_temporaries, replace_dir, tmp_sibling
+from components.common.model_folder import MODEL_VERSION, check_model_folder, verify_model_folder
 from components.common.preprocess import ImageGeometry, eval_transform
 from components.common.schema import DatasetColumns as C
 from components.common.schema import EmbedColumns as E
@@ -91,12 +96,16 @@ class LoadedModel:
 
 
 def load_model(model_dir: str | Path, device: str | None = None, precision: str = "auto") -> LoadedModel:
-    """Load a train-stage model folder for inference (``device`` None or '': cuda when there is one)."""
+    """Load a train-stage model folder for inference (``device`` None or '': cuda when there is one).
+
+    The folder is verified first (:func:`~components.common.model_folder.verify_model_folder`): a
+    model of another setup (another class list) or weights replaced after training raise
+    :class:`~components.common.model_folder.ModelFolderMismatchError`.
+    """
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     model_dir = Path(model_dir)
-    check_model_folder(model_dir)
-    summary = load_summary(model_dir)
+    summary = verify_model_folder(model_dir)
     try:
         processor = AutoImageProcessor.from_pretrained(str(model_dir))
         model = AutoModelForImageClassification.from_pretrained(str(model_dir))
@@ -409,6 +418,8 @@ def embed_dataset(
     from tqdm.auto import tqdm
 
     config = config or EmbedConfig()
+    for stale in remove_stale_temporaries(Path(output_dir).parent, names=[Path(output_dir).name]):
+        print(f"embed: removed {stale}, left by a run that was killed")
     device = check_device(model_dir, config)
     shard_index, num_shards, batch_size = config.shard_index, config.num_shards, config.embed_batch_size
     dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
@@ -421,7 +432,9 @@ def embed_dataset(
     workers = default_decode_workers(lm.device) if config.decode_workers < 0 else config.decode_workers
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    tmp = tmp_sibling(output_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     stats: list[SplitStats] = []
     failures: list[dict] = []
     dim = 0
@@ -455,9 +468,7 @@ def embed_dataset(
         pq.write_table(
             pa.Table.from_pylist(failures, schema=FAILURES_SCHEMA), str(tmp / schema.EMBED_FAILURES_FILE)
         )
-        if output_dir.exists():
-            shutil.rmtree(output_dir) if output_dir.is_dir() else output_dir.unlink()
-        tmp.rename(output_dir)
+        replace_dir(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

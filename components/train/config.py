@@ -17,6 +17,8 @@ PROFILES = (LOCAL, CLUSTER)
 CLUSTER_MODEL = "microsoft/resnet-50"
 # Settings of one run that are not part of what was trained (left out of the training summary).
 RUN_ONLY = ("checkpoints", "keep_checkpoints", "allow_cpu")
+# Recorded settings that do not change the trained weights: a checkpoint resumes across them.
+RESUME_IGNORES = ("threads",)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class TrainConfig:
     threads: int = param(0, "torch CPU threads (0 = half the cores)", component=False)
     checkpoints: str = param(
         "",
-        "checkpoint folder ('' = <output>.checkpoints); a run resumes from its last checkpoint",
+        "checkpoint folder ('' = <output>.checkpoints); a run resumes from its last checkpoint when "
+        "the data set and the settings match what the folder recorded, else starts fresh",
         component=False,
     )
     keep_checkpoints: bool = param(
@@ -114,3 +117,11 @@ class TrainConfig:
     def trained_with(self) -> dict:
         """The resolved parameters the training summary records (run-only settings left out)."""
         return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY}
+
+    def resume_settings(self) -> dict:
+        """The settings a checkpoint must have been trained with to be resumed: those that change the result.
+
+        All of :meth:`trained_with` (model, sizes, epochs / max_steps, which set the learning-rate
+        schedule, learning rate, seed, ...) except :data:`RESUME_IGNORES`.
+        """
+        return {k: v for k, v in self.trained_with().items() if k not in RESUME_IGNORES}

@@ -6,10 +6,10 @@ The plain function :func:`train_model` does the work; ``component.py`` wraps it 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from components.common import schema
-from components.common.dataset_folder import load_splits
+from components.common.dataset_folder import dataset_fingerprint, load_splits, undecodable_images
 from components.common.device import require_cuda
+from components.common.files import remove_stale_temporaries, replace_dir, tmp_sibling, write_text_atomic
 from components.common.model_folder import weights_version, write_summary
 from components.common.schema import DatasetColumns as C
 from components.common.threads import default_threads
@@ -26,10 +27,15 @@ from components.train.config import CLUSTER, LOCAL, TrainConfig
 
 TRAIN_SPLITS = (schema.TRAINING, schema.VALIDATION)
 TRAIN_COLUMNS = (C.IMAGE, C.LABEL)
+RESUME_RECORD = "resume_record.json"  # beside the checkpoints: the data and settings they are trained with
 
 
 class ModelUnavailableError(ValueError):
     """A model name that cannot be loaded (Hub unreachable, unknown name, broken folder)."""
+
+
+class UndecodableImagesError(ValueError):
+    """Rows of the training or validation split whose image does not decode."""
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -38,6 +44,29 @@ class ModelUnavailableError(ValueError):
 def load_training_splits(dataset_dir: str | Path) -> dict:
     """The training and validation splits of the data stage's folder, checked for what train needs."""
     return load_splits(dataset_dir, TRAIN_SPLITS, TRAIN_COLUMNS, "train needs labelled rows in it")
+
+
+def check_images_decode(splits: dict, dataset_dir: str | Path, show: int = 5) -> None:
+    """Fail before training when an image of a split does not decode, naming the split, rows and ids.
+
+    train keeps nothing aside: the training data is the data stage's output, and a row that does
+    not decode means the folder is damaged; training on what is left would give a model version
+    whose data nobody chose. (embed, by contrast, lists such rows in its failures file and goes on.)
+    """
+    bad = [f for split, ds in splits.items() for f in undecodable_images(ds, split)]
+    if not bad:
+        return
+    shown = "; ".join(
+        f"split {f['split']!r} row {f['row']}"
+        + (f" (image_id {f['image_id']})" if f["image_id"] is not None else "")
+        + f": {str(f['error']).splitlines()[0][:160]}"
+        for f in bad[:show]
+    )
+    more = f"; and {len(bad) - show} more" if len(bad) > show else ""
+    raise UndecodableImagesError(
+        f"{dataset_dir}: {len(bad)} image(s) do not decode: {shown}{more}. Rebuild the data set with "
+        "the data stage (or remove those rows); train does not skip rows."
+    )
 
 
 def collate(examples: list[dict]) -> dict:
@@ -144,6 +173,66 @@ def confusion(predictions: np.ndarray, labels: np.ndarray) -> list[list[int]]:
     return confusion_matrix(labels, predictions, labels=list(range(schema.NUM_CLASSES))).tolist()
 
 
+# --------------------------------------------------------------------------------------- resume
+
+
+def resume_record(dataset_dir: str | Path, config: TrainConfig) -> dict:
+    """What a checkpoint folder records when training starts: the data set's fingerprint and the settings.
+
+    ``data``: :func:`~components.common.dataset_folder.dataset_fingerprint` of the training and
+    validation splits (state.json fingerprints and data file names and sizes, no times);
+    ``settings``: :meth:`TrainConfig.resume_settings` (everything that changes the weights).
+    """
+    return json.loads(
+        json.dumps(
+            {"data": dataset_fingerprint(dataset_dir, TRAIN_SPLITS), "settings": config.resume_settings()}
+        )
+    )
+
+
+def _differences(recorded: dict, wanted: dict) -> list[str]:
+    out = []
+    if recorded.get("data") != wanted["data"]:
+        out.append(f"data set fingerprint {recorded.get('data')} -> {wanted['data']}")
+    old = recorded.get("settings") or {}
+    for key, value in wanted["settings"].items():
+        if old.get(key, "<not recorded>") != value:
+            out.append(f"{key} {old.get(key, '<not recorded>')!r} -> {value!r}")
+    return out
+
+
+def prepare_checkpoints(checkpoint_dir: Path, record: dict) -> tuple[str | None, str | None]:
+    """Decide whether to resume: (checkpoint to resume from, why a fresh start) - one of them is None.
+
+    Resumes from the last ``checkpoint-<step>`` only when the folder's :data:`RESUME_RECORD` equals
+    ``record`` (same data, same settings). Otherwise the old checkpoints are removed and the
+    reason is returned. Either way the record is (re)written, so a run killed from here on can
+    be resumed by a rerun with the same data and settings.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    reason = None
+    if last:
+        path = checkpoint_dir / RESUME_RECORD
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            reason = f"no readable {RESUME_RECORD} beside it (data and settings unknown)"
+        elif diff := _differences(recorded, record):
+            reason = "it was trained with other data or settings: " + ", ".join(diff)
+        if reason:
+            reason = f"not resuming {last}: {reason}; starting fresh"
+            for old in checkpoint_dir.glob("checkpoint-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            last = None
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(checkpoint_dir / RESUME_RECORD, json.dumps(record, indent=2))
+    return last, reason
+
+
 # ---------------------------------------------------------------------------------------- train
 
 
@@ -176,9 +265,13 @@ def train_model(
     """Train on ``training``, evaluate on ``validation`` each epoch, keep the best, save to ``output_dir``.
 
     Resumes from the last checkpoint in ``config.checkpoints`` (default: a sibling
-    ``<output_dir>.checkpoints``) when it holds one, and removes that folder after a successful run
-    unless ``config.keep_checkpoints``.  The model folder is written to a temporary
-    sibling and renamed when complete.
+    ``<output_dir>.checkpoints``) when it holds one trained on the same data set with the same
+    settings (:func:`prepare_checkpoints`); otherwise starts fresh and says why (log and summary,
+    key ``start``). Removes that folder after a successful run unless ``config.keep_checkpoints``.
+    Every image of both splits is decoded first: one that does not decode fails the run at once
+    (:class:`UndecodableImagesError`, naming split, row and image id). The model folder is written
+    to a temporary sibling ``.<name>.tmp-<pid>`` and moved into place when complete
+    (:func:`~components.common.files.replace_dir`); such siblings left by killed runs are removed.
 
     With ``profile=cluster`` it first checks that CUDA is there and fails at once when it is not
     (:func:`components.common.device.require_cuda`), unless ``config.allow_cpu``.
@@ -188,7 +281,6 @@ def train_model(
         require_cuda("train", f"profile={CLUSTER}", config.allow_cpu)
     import torch
     from transformers import PreTrainedModel, Trainer, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from components.common.preprocess import ImageGeometry, eval_transform, train_transform
 
@@ -198,7 +290,10 @@ def train_model(
         if config.checkpoints
         else output_dir.with_name(output_dir.name + ".checkpoints")
     )
+    for stale in remove_stale_temporaries(output_dir.parent, names=[output_dir.name]):
+        print(f"train: removed {stale}, left by a run that was killed")
     splits = load_training_splits(dataset_dir)
+    check_images_decode(splits, dataset_dir)
     set_seed(config.seed)
     if not torch.cuda.is_available():
         torch.set_num_threads(config.threads or default_threads())
@@ -248,9 +343,11 @@ def train_model(
         data_collator=collate,
         compute_metrics=compute_metrics,
     )
-    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    last, fresh_reason = prepare_checkpoints(checkpoint_dir, resume_record(dataset_dir, config))
     if last:
-        print(f"train: resuming from checkpoint {last}")
+        print(f"train: resuming from checkpoint {last} (same data set and settings)")
+    elif fresh_reason:
+        print(f"train: {fresh_reason}")
     started = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=last)
     train_time = time.perf_counter() - started
@@ -275,7 +372,9 @@ def train_model(
     matrix = confusion(val_pred, val_labels)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    tmp = tmp_sibling(output_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         trained = trainer.model
         assert isinstance(trained, PreTrainedModel), "an AutoModelForImageClassification model"
@@ -296,11 +395,13 @@ def train_model(
             "device": "cuda" if cuda else "cpu",
             "precision": "bf16" if bf16 else ("fp16" if cuda else "fp32"),
             "torch_threads": torch.get_num_threads(),
+            "start": {
+                "resumed_from": Path(last).name if last else None,
+                "fresh_start_reason": fresh_reason,
+            },
         }
         write_summary(tmp, summary)
-        if output_dir.exists():
-            shutil.rmtree(output_dir) if output_dir.is_dir() else output_dir.unlink()
-        tmp.rename(output_dir)
+        replace_dir(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

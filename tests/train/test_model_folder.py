@@ -50,3 +50,53 @@ def test_check_model_folder_names_everything_missing(tmp_path):
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", TRAINING_SUMMARY_FILE):
         (tmp_path / name).write_text("{}")
     check_model_folder(tmp_path)
+
+
+def _folder(tmp_path, id2label, summary_extra=None, weights=b"weights"):
+    import hashlib as _h
+
+    from components.common import schema as _s
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"id2label": {str(i): n for i, n in enumerate(id2label)}})
+    )
+    (tmp_path / "model.safetensors").write_bytes(weights)
+    (tmp_path / "preprocessor_config.json").write_text("{}")
+    summary = {"model_version": _h.sha256(b"weights").hexdigest()[:16], "class_names": list(_s.CLASS_NAMES)}
+    write_summary(tmp_path, {**summary, **(summary_extra or {})})
+    return tmp_path
+
+
+def test_verify_model_folder_accepts_this_setups_model(tmp_path):
+    from components.common import schema
+    from components.common.model_folder import verify_model_folder
+
+    folder = _folder(tmp_path, schema.CLASS_NAMES)
+    assert verify_model_folder(folder)["model_version"] == weights_version(folder)
+
+
+def test_verify_model_folder_refuses_a_summary_with_other_class_names(tmp_path):
+    from components.common import schema
+    from components.common.model_folder import ModelFolderMismatchError, verify_model_folder
+
+    folder = _folder(tmp_path, schema.CLASS_NAMES, {"class_names": ["a", "b"]})
+    with pytest.raises(
+        ModelFolderMismatchError, match=r"lists 2 classes \(a, b\) but this setup's class list has 10"
+    ):
+        verify_model_folder(folder)
+
+
+def test_verify_model_folder_refuses_unnamed_labels_and_changed_weights(tmp_path):
+    from components.common import schema
+    from components.common.model_folder import ModelFolderMismatchError, model_labels, verify_model_folder
+
+    folder = _folder(tmp_path, schema.CLASS_NAMES, weights=b"other weights")
+    with pytest.raises(ModelFolderMismatchError, match="claims model_version .* hash to "):
+        verify_model_folder(folder)
+    (folder / "config.json").write_text(json.dumps({"num_labels": 3}))  # no id2label: LABEL_0..2
+    assert model_labels(folder) == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    with pytest.raises(ModelFolderMismatchError, match=r"the model has 3 classes \(LABEL_0"):
+        verify_model_folder(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json cannot be read"):
+        verify_model_folder(folder)
