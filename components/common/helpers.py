@@ -1,17 +1,42 @@
-"""Small pipeline helpers that belong to no stage: the shard list of the embed fan-out, and the alert.
+"""Small pipeline helpers that belong to no stage: the production batch, the shard list, and the alert.
 
-Both are lightweight components like the stages (``build_component``): the shard list runs in
-the prepare image (slim, no GPU), the alert gate and the alert in the drift image.
+They are lightweight components like the stages (``build_component``): the batch fetch and the
+shard list run in the prepare image (slim, no GPU, with the storage clients), the alert gate and
+the alert in the drift image.
 """
 
-from typing import List  # noqa: UP035 - KFP reads this annotation
+from typing import List, NamedTuple  # noqa: UP035 - KFP reads these annotations
 
-from kfp.dsl import HTML, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 from kfp.dsl.python_component import PythonComponent
 
 from components.common.images import ImageSet, build_component
 
 ALERT_FILE_TITLE = "Embedding drift alert"
+
+
+def fetch_batch(
+    production_uri: str,
+    batch_date: str,
+    schedule_time: str,
+    batch: Output[Dataset],
+) -> NamedTuple("Outputs", [("batch_date", str), ("batch_uri", str), ("batch_end", str)]):  # type: ignore[valid-type]  # the form KFP reads
+    """Copy the run's production batch (``production_uri`` with ``{date}`` filled) into ``batch``.
+
+    The date is ``batch_date`` (YYYY-MM-DD) when given, else the run's scheduled time (the backend
+    fills ``schedule_time``), else today (UTC). Returns the date, the URI read and the date's last
+    second (prepare's ``now``, which puts the batch's rows on its date). Never cached: the same
+    URI may hold a new batch.
+    """
+    from components.common.batches import fetch_batch as fetch
+
+    fetched = fetch(production_uri, batch_date, schedule_time, batch.path)
+    batch.metadata.update(fetched.metadata())
+    print(
+        f"batch {fetched.batch_date.iso} ({fetched.batch_date.source}): {fetched.uri}, "
+        f"{len(fetched.files)} files, {fetched.bytes:,} bytes, splits {', '.join(fetched.splits)}"
+    )
+    return (fetched.batch_date.iso, fetched.uri, fetched.batch_date.end)
 
 
 def shard_indices(num_shards: int) -> List[int]:  # noqa: UP006 - KFP reads this annotation
@@ -56,6 +81,29 @@ def drift_alert(report: Input[HTML], metrics: Input[Metrics], notice: Output[Mar
     print(f"ALERT: embedding drift; report {report.uri}; metrics {json.dumps(values, sort_keys=True)}")
 
 
+def notify_drift(
+    report: Input[HTML], drift_table: Input[Dataset], metrics: Input[Metrics], kfp_ui_host: str, run_id: str
+):
+    """Runs only when drift raised its alert: posts a Slack-compatible message to the drift webhook.
+
+    The message names this run's flagged windows and the detectors that fired in each (read from
+    the drift table), the report's URI and the run's page in the KFP UI (when kfp_ui_host is given).
+    The webhook URL is the environment variable DRIFT_WEBHOOK_URL (the Secret drift-webhook, key
+    url); without it nothing is sent and the log says so. A failing webhook is a warning in the
+    log: it never fails the run.
+    """
+    from components.common.notify import drift_notice, flagged_windows, send_drift_notice
+
+    values = dict(getattr(metrics, "metadata", {}) or {})
+    message = drift_notice(flagged_windows(drift_table.path), report.uri, kfp_ui_host, run_id, values)
+    send_drift_notice(message)
+
+
+def fetch_batch_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component that fetches the run's production batch (runs in the prepare image)."""
+    return build_component(fetch_batch, "prepare", images)
+
+
 def shard_indices_component(images: ImageSet | None = None) -> PythonComponent:
     """The KFP component of the shard list (runs in the prepare image)."""
     return build_component(shard_indices, "prepare", images)
@@ -69,3 +117,8 @@ def alert_gate_component(images: ImageSet | None = None) -> PythonComponent:
 def drift_alert_component(images: ImageSet | None = None) -> PythonComponent:
     """The KFP component of the alert notice (runs in the drift image)."""
     return build_component(drift_alert, "drift", images)
+
+
+def notify_drift_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component of the drift webhook notice (runs in the drift image)."""
+    return build_component(notify_drift, "drift", images)

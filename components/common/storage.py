@@ -16,14 +16,19 @@ default an HTTP(S) URL (``https://storage.googleapis.com/bucket/key``,
 ``https://bucket.s3.amazonaws.com/key``, or ``{endpoint}/bucket/key`` for a
 custom endpoint); ``links="uri"`` returns the ``gs://``/``s3://`` URI instead.
 :func:`read_bytes` reads back any of these forms.
+
+Folders: :func:`list_prefix` lists every file under a folder URI page by page, and
+:func:`download_prefix` copies them to a local folder in bounded chunks (the monitoring
+pipeline's dated production batch).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,3 +311,148 @@ def _is_not_found(exc: Exception) -> bool:
         err = response.get("Error", {}).get("Code")
         return err in ("NoSuchKey", "404", "NoSuchBucket")
     return False
+
+
+# --------------------------------------------------------------------------------------------
+# Folders: listing and downloading everything under a prefix
+# --------------------------------------------------------------------------------------------
+LIST_PAGE_SIZE = 1000  # objects per listing request (S3's maximum); pages are read one at a time
+DOWNLOAD_CHUNK = 8 * 1024 * 1024  # bytes held in memory at once while an object is copied
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file under a prefix: its path relative to the prefix and its size in bytes."""
+
+    relative: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CopiedFolder:
+    """What :func:`download_prefix` copied: the files (relative paths) and their total size."""
+
+    files: tuple[str, ...]
+    bytes: int
+
+
+def split_prefix(uri: str) -> tuple[str, str, str]:
+    """``gs://bucket/a/b/`` -> ``("gs", "bucket", "a/b/")``: a folder URI, its key prefix ending in '/'.
+
+    ``gs://bucket`` (the whole bucket) gives an empty prefix.
+    """
+    if not is_remote(uri):
+        raise ValueError(
+            f"{uri!r}: not an object-storage URI; expected {', '.join(REMOTE_SCHEMES)}bucket/folder"
+        )
+    scheme, rest = uri.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"{uri!r}: expected {scheme}://<bucket>/<folder>")
+    key = key.strip("/")
+    return scheme, bucket, f"{key}/" if key else ""
+
+
+def _check_relative(relative: str, uri: str) -> str:
+    """A listed key below the prefix as a safe relative path (no '..', no absolute path)."""
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise StorageError(
+            f"{uri}: refusing to copy the object {relative!r} (not a plain path below the folder)"
+        )
+    return "/".join(parts)
+
+
+def list_prefix(uri: str, *, config: StorageConfig | None = None) -> Iterator[StoredFile]:
+    """Every file under the folder ``uri`` (local path, gs://, s3://, minio://), one at a time.
+
+    Remote listings are read page by page (:data:`LIST_PAGE_SIZE` objects a request), so memory stays
+    bounded however many objects the folder holds. Folder markers (keys ending in '/') are skipped.
+    A folder that does not exist lists nothing.
+    """
+    if not is_remote(uri):
+        root = Path(uri)
+        if not root.is_dir():
+            return
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            yield StoredFile(path.relative_to(root).as_posix(), path.stat().st_size)
+        return
+    config = config or StorageConfig.from_env()
+    scheme, bucket, prefix = split_prefix(uri)
+    try:
+        if scheme == "gs":
+            blobs = _gcs_client(config).list_blobs(
+                bucket,
+                prefix=prefix,
+                page_size=LIST_PAGE_SIZE,
+                timeout=(config.connect_timeout, config.read_timeout),
+                retry=_gcs_retry(config),
+            )
+            for blob in blobs:
+                if not blob.name.endswith("/"):
+                    yield StoredFile(_check_relative(blob.name[len(prefix) :], uri), int(blob.size or 0))
+            return
+        paginator = _s3_client(config, scheme).get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith("/"):
+                    yield StoredFile(_check_relative(obj["Key"][len(prefix) :], uri), int(obj["Size"]))
+    except StorageError:
+        raise
+    except Exception as exc:
+        if _is_not_found(exc):
+            raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such bucket") from exc
+        raise StorageError(f"listing {uri}{_where(config, scheme)} failed: {exc}") from exc
+
+
+def download_prefix(uri: str, dest: str | Path, *, config: StorageConfig | None = None) -> CopiedFolder:
+    """Copy every file under the folder ``uri`` into the local folder ``dest`` (created if needed).
+
+    Objects are streamed to disk in chunks of at most :data:`DOWNLOAD_CHUNK` bytes, each written to a
+    temporary name and renamed when complete. Returns the files copied (paths relative to ``uri``)
+    and their total size; an empty or missing folder copies nothing (the caller decides whether
+    that is an error).
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    total = 0
+    remote = is_remote(uri)
+    config = (config or StorageConfig.from_env()) if remote else config
+    for item in list_prefix(uri, config=config):
+        target = dest / item.relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        if remote:
+            assert config is not None  # set above for remote URIs
+            _download_object(join(uri, item.relative), tmp, config)
+        else:
+            shutil.copyfile(Path(uri, item.relative), tmp)
+        tmp.replace(target)
+        files.append(item.relative)
+        total += target.stat().st_size
+    return CopiedFolder(tuple(files), total)
+
+
+def _download_object(uri: str, target: Path, config: StorageConfig) -> None:
+    """Stream the object at ``uri`` into the local file ``target`` in bounded chunks."""
+    scheme, bucket, key = split_uri(uri)
+    try:
+        if scheme == "gs":
+            blob = _gcs_client(config).bucket(bucket).blob(key, chunk_size=DOWNLOAD_CHUNK)
+            blob.download_to_filename(
+                str(target), timeout=(config.connect_timeout, config.read_timeout), retry=_gcs_retry(config)
+            )
+            return
+        body = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)["Body"]
+        with open(target, "wb") as fh:
+            for chunk in body.iter_chunks(DOWNLOAD_CHUNK):
+                fh.write(chunk)
+    except Exception as exc:
+        target.unlink(missing_ok=True)
+        if _is_not_found(exc):
+            raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object") from exc
+        raise StorageError(f"reading {uri}{_where(config, scheme)} failed: {exc}") from exc

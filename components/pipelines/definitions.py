@@ -54,9 +54,17 @@ PARAMETER_HELP = {
     f.name: help_of(f) for config_cls in STAGE_CONFIGS for f in component_fields(config_cls)
 } | {
     "seed": "random seed of every stage that draws (data, train, drift); the same seed, the same run",
-    "production_uri": "a data-stage Dataset folder holding a production split (local path, gs:// or s3://)",
-    "model_uri": "a trained Model folder (the train stage's output)",
-    "baseline_uri": "a stored prepared folder (the prepare stage's output) production is compared with",
+    "production_uri": "the folder of the production batch, a data-stage Dataset folder holding a production "
+    "split (local path, gs://, s3:// or minio://); {date} in it is replaced by the run's date (YYYY-MM-DD), "
+    "e.g. gs://bucket/batches/{date}/",
+    "batch_date": "the day this run processes, YYYY-MM-DD (fills {date} in production_uri); empty: the "
+    "run's scheduled date (a run started by hand: its creation date; kfp.local: today, UTC)",
+    "kfp_ui_host": "the KFP UI's address (e.g. https://kfp.example.com), for the run's link in the drift "
+    "notification; empty: the notification names the run ID only",
+    "model_uri": "a trained Model folder (the train stage's output); imported once per URI, so a new "
+    "model goes to a new folder",
+    "baseline_uri": "a stored prepared folder (the prepare stage's output) production is compared with; "
+    "imported once per URI, so a new baseline goes to a new folder",
 }
 
 
@@ -112,10 +120,15 @@ def _prepare_and_monitor(
     baseline,
     arize_args,
     drift_args,
+    prepare_args=None,
 ):
     """Wire prepare -> arize and drift, shared by both pipelines; ``baseline`` None = the prepared rows."""
     prepare = configure(
-        stages.prepare(embeddings=embeddings, dataset=dataset, image_store=image_store), "prepare", settings
+        stages.prepare(
+            embeddings=embeddings, dataset=dataset, image_store=image_store, **(prepare_args or {})
+        ),
+        "prepare",
+        settings,
     )
     prepared = prepare.outputs["prepared"]
     configure(stages.arize(prepared=prepared, **arize_args), "arize", settings)
@@ -168,6 +181,7 @@ def build_training_pipeline(
         false_alarm_rate: float = DRIFT.false_alarm_rate,
         drift_resamples: int = DRIFT.drift_resamples,
         projection: str = DRIFT.projection,
+        history_uri: str = DRIFT.history_uri,
     ) -> TrainingOutputs:
         """Per-run parameters; defaults are the local profile (CPU, Debian's Fashion-MNIST).
 
@@ -227,6 +241,7 @@ def build_training_pipeline(
                 drift_resamples=drift_resamples,
                 projection=projection,
                 seed=seed,
+                history_uri=history_uri,
             ),
         )
         return TrainingOutputs(
@@ -256,7 +271,7 @@ class MonitoringOutputs(NamedTuple):
 def build_monitoring_pipeline(
     images: ImageSet | None = None, settings: ClusterSettings | None = None, overrides: Overrides = None
 ):
-    """The monitoring pipeline: a production batch + a trained model + a stored baseline -> embed -> prepare -> arize, drift -> alert."""
+    """The monitoring pipeline: the run's production batch + a trained model + a stored baseline -> embed -> prepare -> arize, drift -> alert, notification."""
     settings = settings or ClusterSettings()
     stages = Stages.build(images, overrides)
 
@@ -264,6 +279,7 @@ def build_monitoring_pipeline(
         production_uri: str,
         model_uri: str,
         baseline_uri: str,
+        batch_date: str = "",
         num_shards: int = EMBED.num_shards,
         embed_batch_size: int = EMBED.embed_batch_size,
         image_store: str = PREPARE.image_store,
@@ -276,27 +292,47 @@ def build_monitoring_pipeline(
         drift_resamples: int = DRIFT.drift_resamples,
         projection: str = DRIFT.projection,
         seed: int = DRIFT.seed,
+        history_uri: str = DRIFT.history_uri,
+        kfp_ui_host: str = "",
     ) -> MonitoringOutputs:
-        """Per-run parameters: the URIs of three folders, and the stages' settings.
+        """Per-run parameters: the batch's folder and day, the model and baseline folders, the stages' settings.
 
-        ``production_uri``: a production batch (a data-stage Dataset folder); ``model_uri``: a trained
-        Model folder; ``baseline_uri``: a stored prepared folder (the baseline). The run returns the
-        drift alert.
+        ``production_uri``: the production batch (a data-stage Dataset folder), ``{date}`` in it
+        filled with ``batch_date`` or the run's scheduled date; ``model_uri``: a trained Model
+        folder; ``baseline_uri``: a stored prepared folder (the baseline); ``history_uri``: the drift
+        history every run adds its windows to. The run returns the drift alert and, when it fires,
+        notifies the webhook of the cluster's Secret.
         """
-        batch = dsl.importer(artifact_uri=production_uri, artifact_class=Dataset, reimport=False)
-        batch.set_display_name("production-batch")
+        # The batch is fetched by a task, never imported: an importer's URI can only be a constant or
+        # a pipeline input (backend/src/v2/component/importer_launcher.go, KFP 2.17.0), so it could
+        # not hold the run's date, and reimport=False would reuse the artifact of a URI written
+        # again. The schedule time placeholder is the whole value of the input, the only form the
+        # driver replaces (backend/src/v2/driver/resolve.go).
+        fetch = configure(
+            stages.fetch_batch(
+                production_uri=production_uri,
+                batch_date=batch_date,
+                schedule_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+            ),
+            "fetch-batch",
+            settings,
+        )
+        fetch.set_caching_options(False)  # the same inputs may name a new batch: never from cache
+        batch = fetch.outputs["batch"]
+        # Model and baseline are versioned folders that are never rewritten (a new model or baseline
+        # goes to a new URI): importing them once per URI is right. No display name: the importer
+        # records its task under it and later drivers look producers up by task key
+        # (importer_launcher.go, driver/resolve.go: "cannot find producer task").
         model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False)
-        model.set_display_name("trained-model")
         baseline = dsl.importer(artifact_uri=baseline_uri, artifact_class=Dataset, reimport=False)
-        baseline.set_display_name("stored-baseline")
         embeddings = _embed_shards(
-            stages, settings, batch.output, model.output, schema.PRODUCTION, num_shards, embed_batch_size
+            stages, settings, batch, model.output, schema.PRODUCTION, num_shards, embed_batch_size
         )
         prepare, drift = _prepare_and_monitor(
             stages,
             settings,
             embeddings,
-            batch.output,
+            batch,
             image_store,
             baseline=baseline.output,
             arize_args=dict(
@@ -311,13 +347,28 @@ def build_monitoring_pipeline(
                 drift_resamples=drift_resamples,
                 projection=projection,
                 seed=seed,
+                history_uri=history_uri,
             ),
+            # The batch's newest row moves to the last second of its day: each run's rows (and so
+            # its windows in the history) are on its own date.
+            prepare_args=dict(now=fetch.outputs["batch_end"]),
         )
         gate = configure(stages.alert_gate(alert=drift.outputs["alert"]), HELPER, settings)
         with dsl.If(gate.output == True, name="embedding-drift"):  # noqa: E712 - a KFP condition, not Python
             configure(
                 stages.drift_alert(report=drift.outputs["report"], metrics=drift.outputs["metrics"]),
                 HELPER,
+                settings,
+            )
+            configure(
+                stages.notify_drift(
+                    report=drift.outputs["report"],
+                    drift_table=drift.outputs["drift_table"],
+                    metrics=drift.outputs["metrics"],
+                    kfp_ui_host=kfp_ui_host,
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ),
+                "notify",
                 settings,
             )
         return MonitoringOutputs(
@@ -329,8 +380,9 @@ def build_monitoring_pipeline(
 
     return dsl.pipeline(
         name=PIPELINE_NAMES[MONITORING],
-        description="Embeds a new production batch with a trained model, logs it to Arize and "
-        "compares its embeddings with a stored baseline; raises an alert on drift.",
+        description="Fetches the run's production batch (one per day), embeds it with a trained model, "
+        "logs it to Arize, compares its embeddings with a stored baseline and adds its windows to the "
+        "drift history; raises an alert and notifies a webhook on drift.",
     )(documented(monitoring))
 
 
@@ -338,13 +390,13 @@ BUILDERS = {TRAINING: build_training_pipeline, MONITORING: build_monitoring_pipe
 
 
 def check_params(pipeline_func, params: dict | None) -> None:
-    """Refuse parameter names the pipeline does not take, listing the ones it does."""
-    known = dict(pipeline_func.component_spec.inputs or {})
-    unknown = sorted(set(params or {}) - set(known))
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for {pipeline_func.name}; it takes: {', '.join(known)}"
-        )
+    """Refuse unknown names, values not of their declared type and missing required parameters.
+
+    The checks of :func:`components.pipelines.params.convert_params`, whose converted values are dropped.
+    """
+    from components.pipelines.params import convert_params  # names, declared types, required ones
+
+    convert_params(pipeline_func, params)
 
 
 def compile_pipelines(

@@ -21,9 +21,11 @@ ComponentFactory = Callable[[ImageSet | None], PythonComponent]
 """What builds one component for an :class:`ImageSet`: a stage's ``component`` function."""
 
 HELPER_FACTORIES: dict[str, ComponentFactory] = {
+    "fetch_batch": helpers.fetch_batch_component,
     "shard_indices": helpers.shard_indices_component,
     "alert_gate": helpers.alert_gate_component,
     "drift_alert": helpers.drift_alert_component,
+    "notify_drift": helpers.notify_drift_component,
 }
 
 
@@ -48,9 +50,11 @@ class Stages:
     prepare: PythonComponent
     arize: PythonComponent
     drift: PythonComponent
+    fetch_batch: PythonComponent  # the monitoring run's production batch (prepare image)
     shard_indices: PythonComponent  # the embed fan-out's list (prepare image)
     alert_gate: PythonComponent  # drift's alert as the single output dsl.If tests (drift image)
     drift_alert: PythonComponent  # the notice written when drift raised its alert (drift image)
+    notify_drift: PythonComponent  # the webhook message sent when drift raised its alert
 
     @classmethod
     def build(

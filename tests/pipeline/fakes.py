@@ -41,6 +41,10 @@ def data(
     open(os.path.join(dataset.path, "rows.txt"), "w").write(
         f"{training_size},{validation_size},{production_size}"
     )
+    # what save_to_disk writes: the monitoring pipeline's fetch-batch checks it names production
+    open(os.path.join(dataset.path, "dataset_dict.json"), "w").write(
+        '{"splits": ["training", "validation", "production"]}'
+    )
     open(data_card.path, "w").write("# card")
     dataset.metadata["rows"] = {
         "training": training_size,
@@ -135,16 +139,34 @@ def drift(
     drift_resamples: int = 1000,
     projection: str = "umap",
     seed: int = 0,
-) -> NamedTuple("Outputs", [("alert", bool)]):
+    history_uri: str = "",
+) -> NamedTuple("Outputs", [("alert", bool), ("status", str)]):
     import os
     from collections import namedtuple
 
     shards = open(os.path.join(prepared.path, "shards.txt")).read()
     open(report.path, "w").write(f"<html><body><pre>{shards}</pre></body></html>")
-    open(drift_table.path, "wb").write(b"table")
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    starts = [datetime(2026, 11, 20 + i, tzinfo=UTC) for i in range(7)]
+    flagged = [i in (2, 3, 4) for i in range(7)]
+    pq.write_table(
+        pa.table(
+            {
+                "window_start": starts,
+                "window": ["daily"] * 7,
+                "flagged": flagged,
+                "fired": ["centroid" if f else "" for f in flagged],
+            }
+        ),
+        drift_table.path,
+    )
     metrics.log_metric("drift_score", 1.0)
     drift_table.metadata.update({"windows": 7, "flagged": 3})
-    return namedtuple("Outputs", ["alert"])(True)
+    return namedtuple("Outputs", ["alert", "status"])(True, "drift")
 
 
 def failing_data(

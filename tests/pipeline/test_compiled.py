@@ -1,11 +1,15 @@
 """The compiled pipelines: golden files, GPU and cluster settings, and one image per stage."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
+from kfp import dsl
 
+from components.common.config import help_of
 from components.common.images import STAGES, ImageSet
+from components.drift.config import DriftConfig
 from components.pipelines.definitions import compile_pipelines
 from components.pipelines.settings import ClusterSettings
 
@@ -13,10 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "pipelines"
 # Component -> the stage whose image runs it (helpers run in the slim images of prepare and drift).
 COMPONENT_STAGE = {stage: stage for stage in STAGES} | {
+    "fetch-batch": "prepare",
     "shard-indices": "prepare",
     "drift-alert": "drift",
     "alert-gate": "drift",
+    "notify-drift": "drift",
 }
+# Not cached: prepare and arize (see settings.CACHED_STAGES), the monitoring run's batch (the same URI
+# may hold a new batch), the notification, and the small helpers.
+UNCACHED = ("prepare", "arize", "fetch-batch", "notify-drift", "drift-alert", "shard-indices", "alert-gate")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +76,9 @@ def test_every_component_runs_in_its_own_stage_image(compiled, name):
 
 def test_every_stage_is_in_the_training_pipeline(compiled):
     components = {_component_of(e) for e in _executors(compiled["training"][0])}
-    assert set(STAGES) <= components
+    # ingest turns a raw production batch into the data-stage layout: no pipeline runs it yet (the
+    # monitoring pipeline's fetch-batch reads data-stage folders).
+    assert set(STAGES) - {"ingest"} <= components
 
 
 @pytest.mark.parametrize("name", ["training", "monitoring"])
@@ -107,9 +118,7 @@ def test_retries_on_every_task_and_caching_where_deterministic(compiled, name):
             continue
         assert task["retryPolicy"]["maxRetryCount"] >= 1, task_name
         cached = task.get("cachingOptions", {}).get("enableCache", False)
-        assert cached == (
-            component not in ("prepare", "arize", "drift-alert", "shard-indices", "alert-gate")
-        ), task_name
+        assert cached == (component not in UNCACHED), task_name
 
 
 @pytest.mark.parametrize("name", ["training", "monitoring"])
@@ -129,7 +138,7 @@ def test_storage_credentials_reach_the_stages_that_use_storage(compiled, name):
     k8s = compiled[name][1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor, conf in k8s.items():
         names = {s["secretName"] for s in conf.get("secretAsEnv", [])}
-        uses_storage = _component_of(executor) in ("prepare", "arize", "drift")
+        uses_storage = _component_of(executor) in ("prepare", "arize", "drift", "fetch-batch")
         assert ("mlpipeline-minio-artifact" in names) == uses_storage, executor
 
 
@@ -142,16 +151,73 @@ def test_embed_fans_out_and_is_gathered(compiled):
     assert embeddings["taskOutputArtifact"]["producerTask"].startswith("for-loop")
 
 
-def test_monitoring_imports_its_inputs_and_alerts_on_drift(compiled):
+def test_monitoring_fetches_its_batch_imports_model_and_baseline_and_alerts_on_drift(compiled):
     spec = compiled["monitoring"][0]
     root = spec["root"]
-    importers = [n for n in root["dag"]["tasks"] if "importer" in n]
-    assert len(importers) == 3
-    conditions = [t for n, t in root["dag"]["tasks"].items() if n.startswith("condition")]
+    tasks = root["dag"]["tasks"]
+    importers = sorted(n for n in tasks if "importer" in n)
+    assert len(importers) == 2  # the model and the baseline; the batch is fetched by a task
+    for name in importers:
+        # No display name: the importer records its task under it and later drivers look producers
+        # up by task key (backend/src/v2/component/importer_launcher.go, driver/resolve.go, KFP
+        # 2.17.0: "cannot find producer task").
+        assert tasks[name]["taskInfo"]["name"] == name
+        uri = tasks[name]["inputs"]["parameters"]["uri"]["componentInputParameter"]
+        assert uri in ("model_uri", "baseline_uri")
+    conditions = [t for n, t in tasks.items() if n.startswith("condition")]
     assert len(conditions) == 1
-    assert "drift-alert" in spec["components"][conditions[0]["componentRef"]["name"]]["dag"]["tasks"]
+    alert_tasks = spec["components"][conditions[0]["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"drift-alert", "notify-drift"} <= set(alert_tasks)
     assert root["outputDefinitions"]["parameters"]["alert"]["parameterType"] == "BOOLEAN"
     assert set(root["outputDefinitions"]["artifacts"]) == {"report", "drift_table", "prepared"}
+
+
+def test_the_monitoring_batch_is_the_runs_own_and_never_cached(compiled):
+    spec = compiled["monitoring"][0]
+    tasks = spec["root"]["dag"]["tasks"]
+    fetch = tasks["fetch-batch"]
+    assert fetch.get("cachingOptions", {}).get("enableCache", False) is False
+    params = fetch["inputs"]["parameters"]
+    assert params["production_uri"] == {"componentInputParameter": "production_uri"}
+    assert params["batch_date"] == {"componentInputParameter": "batch_date"}
+    # The driver replaces the placeholder only when it is the whole constant value of an input
+    # (backend/src/v2/driver/resolve.go, KFP 2.17.0).
+    assert params["schedule_time"] == {
+        "runtimeValue": {"constant": dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER}
+    }
+    # The fetched folder is what embed and prepare read; prepare puts its rows on the batch's date.
+    prepare = tasks["prepare"]
+    assert prepare["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "batch",
+        "producerTask": "fetch-batch",
+    }
+    assert prepare["inputs"]["parameters"]["now"]["taskOutputParameter"] == {
+        "outputParameterKey": "batch_end",
+        "producerTask": "fetch-batch",
+    }
+    loop = next(c for n, c in spec["components"].items() if n.startswith("comp-for-loop"))
+    embed_dataset = loop["dag"]["tasks"]["embed"]["inputs"]["artifacts"]["dataset"]
+    assert embed_dataset == {"componentInputArtifact": "pipelinechannel--fetch-batch-batch"}
+    root_params = spec["root"]["inputDefinitions"]["parameters"]
+    assert root_params["batch_date"]["defaultValue"] == ""
+    assert root_params["history_uri"]["defaultValue"] == ""
+    assert root_params["kfp_ui_host"]["defaultValue"] == ""
+
+
+def test_the_notification_names_the_run_and_history_reaches_drift(compiled):
+    spec = compiled["monitoring"][0]
+    condition = next(c for n, c in spec["components"].items() if n.startswith("comp-condition"))
+    notify = condition["dag"]["tasks"]["notify-drift"]
+    params = notify["inputs"]["parameters"]
+    assert params["run_id"] == {"runtimeValue": {"constant": dsl.PIPELINE_JOB_ID_PLACEHOLDER}}
+    assert params["kfp_ui_host"] == {"componentInputParameter": "pipelinechannel--kfp_ui_host"}
+    assert set(notify["inputs"]["artifacts"]) == {"report", "drift_table", "metrics"}
+    for name in ("training", "monitoring"):
+        drift = compiled[name][0]["root"]["dag"]["tasks"]["drift"]
+        assert drift["inputs"]["parameters"]["history_uri"] == {"componentInputParameter": "history_uri"}
+        assert (
+            compiled[name][0]["root"]["inputDefinitions"]["parameters"]["history_uri"]["defaultValue"] == ""
+        )
 
 
 def test_registry_tag_and_gpu_pool_are_compile_time_settings(tmp_path):
@@ -214,7 +280,7 @@ def test_a_pipeline_parameter_reaches_its_stage_under_its_own_name_and_default(c
             stage_default = stage_inputs[param].get("defaultValue")
             if stage_default is not None:
                 assert root[pipeline_param].get("defaultValue") == stage_default, f"{task_name}.{param}"
-    monitoring_inputs = {"production_uri", "model_uri", "baseline_uri"}  # the importers' URIs
+    monitoring_inputs = {"model_uri", "baseline_uri"}  # the importers' URIs
     assert set(root) - fed <= monitoring_inputs
 
 
@@ -222,6 +288,6 @@ def test_a_pipeline_parameter_reaches_its_stage_under_its_own_name_and_default(c
 def test_every_pipeline_parameter_has_the_help_the_kfp_ui_shows(compiled, name):
     params = compiled[name][0]["root"]["inputDefinitions"]["parameters"]
     assert not [p for p, spec in params.items() if not spec.get("description")]
-    assert params["false_alarm_rate"]["description"].startswith(
-        "Chance that a window of clean data is flagged"
-    )
+    # the help of the stage Config's field of the same name
+    field = next(f for f in dataclasses.fields(DriftConfig) if f.name == "false_alarm_rate")
+    assert params["false_alarm_rate"]["description"] == help_of(field)

@@ -101,7 +101,9 @@ def test_monitoring_reports_the_alert_branch(with_fake_stages, training_run, tmp
     progress = _progress(capsys.readouterr().out.splitlines())
     assert progress["alert-gate"] == "alert True"
     assert progress["drift-alert"].startswith("notice: ") and Path(progress["drift-alert"][8:]).is_file()
+    assert progress["fetch-batch"].endswith(" bytes")  # the batch (today's date: no {date} in the URI)
     assert set(progress) == {
+        "fetch-batch",
         "embed",
         "shard-indices",
         "prepare",
@@ -109,6 +111,7 @@ def test_monitoring_reports_the_alert_branch(with_fake_stages, training_run, tmp
         "drift",
         "alert-gate",
         "drift-alert",
+        "notify-drift",
     }
 
 
