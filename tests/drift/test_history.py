@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from components.drift.config import DriftConfig
-from components.drift.history import (
+from components.common.history import (
     MODEL_VERSION,
     RECORDED_AT,
     HistoryError,
