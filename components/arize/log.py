@@ -385,6 +385,7 @@ class EnvReport:
     not_sent: list[int] = field(default_factory=list)
     uncertain: list[UncertainChunk] = field(default_factory=list)  # in flight, not resent
     chunks_resent: int = 0  # uncertain chunks sent again on purpose (resend_uncertain)
+    rows_without_actual: int = 0  # actual_label null (no label yet): logged with the prediction only
 
 
 @dataclass
@@ -429,6 +430,15 @@ class LogResult:
                 f"{r.chunks_skipped} | {len(r.uncertain)} | {r.retries} | {r.seconds:.1f} |"
             )
         lines += ["", "The SDK's validation passed for every chunk." if not self.validation_errors else ""]
+        without = [r for r in self.environments.values() if r.rows_without_actual]
+        if without:
+            lines += [
+                "",
+                "Rows without an actual label yet, logged with the prediction only (the actual can be "
+                "sent later for the same prediction ID): "
+                + ", ".join(f"{r.environment} {r.rows_without_actual} of {r.rows}" for r in without)
+                + ".",
+            ]
         if self.uncertain:
             lines += ["", *_uncertain_text(self.uncertain, self.ledger).splitlines()]
         if self.sent:
@@ -509,6 +519,9 @@ class PreparedSource:
     environments: list[str]  # those with a table, in schema.SPLITS order
     manifest_version: str = ""  # the manifest's: the rows' prediction IDs derive from it
     manifest_rows: dict[str, int] = field(default_factory=dict)  # rows per environment, as the manifest says
+    # per environment, the rows whose prediction ID the serving system gave (not derived from the
+    # version) as the manifest records them: {"rows": n, "sha256": digest of those IDs in table order}
+    given_ids: dict[str, dict] = field(default_factory=dict)
 
 
 def read_prepared(prepared_dir: str | Path, model_version: str = "") -> PreparedSource:
@@ -536,8 +549,12 @@ def read_prepared(prepared_dir: str | Path, model_version: str = "") -> Prepared
         raise ValueError(f"model_version is empty and {manifest_path} holds none; give model_version")
     rows = manifest.get("rows")
     manifest_rows = {str(k): int(v) for k, v in rows.items()} if isinstance(rows, dict) else {}
+    given = manifest.get("given_prediction_ids")
+    given_ids = (
+        {str(k): dict(v) for k, v in given.items() if isinstance(v, dict)} if isinstance(given, dict) else {}
+    )
     return PreparedSource(
-        folder, model_version, _present_environments(folder), manifest_version, manifest_rows
+        folder, model_version, _present_environments(folder), manifest_version, manifest_rows, given_ids
     )
 
 
@@ -565,7 +582,11 @@ def validate_all(source: PreparedSource, config: ArizeConfig) -> dict[str, EnvRe
 
     The manifest's checks: each table holds the rows the manifest counts, and every row's
     prediction ID derives from the manifest's model version (``schema.prediction_id``), so no
-    row prepared for another model is logged under this one. Raises :class:`ArizeValidationError`
+    row prepared for another model is logged under this one; the rows whose ID the serving
+    system gave (ingested production) are the exception, and they must be exactly the ones the
+    manifest records (``given_prediction_ids``: their count and the sha256 of their IDs in order).
+    Production rows without an actual label (no label yet) are counted (``rows_without_actual``):
+    Arize logs their prediction alone. Raises :class:`ArizeValidationError`
     with every error (the first 20 shown) and the count per reason when any check fails: nothing may
     be sent then. Returns the rows and chunks per environment.
     """
@@ -573,9 +594,11 @@ def validate_all(source: PreparedSource, config: ArizeConfig) -> dict[str, EnvRe
     errors: list[tuple[str, str]] = []  # (where, reason)
     for env in source.environments:
         foreign, first_foreign = 0, ""
+        given = hashlib.sha256()
         for chunk, batch in iter_chunks(source.folder, env, config.chunk_rows, (P.IMAGE_ID,)):
             reports[env].rows += chunk.rows
             reports[env].chunks += 1
+            reports[env].rows_without_actual += batch.column(P.ACTUAL_LABEL).null_count
             rows = f"{env} chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row})"
             for message in validate_frame(
                 sent_frame(batch), env, config.arize_model_name, source.model_version
@@ -587,10 +610,32 @@ def validate_all(source: PreparedSource, config: ArizeConfig) -> dict[str, EnvRe
                 for i, (pid, image_id) in enumerate(zip(ids, image_ids, strict=True)):
                     if pid != schema.prediction_id(source.manifest_version, str(image_id)):
                         foreign += 1
+                        given.update(f"{pid}\n".encode())
                         first_foreign = (
                             first_foreign or f"row {chunk.first_row + i}, {P.IMAGE_ID} {image_id!r}"
                         )
-        if foreign:
+        recorded = source.given_ids.get(env, {})
+        recorded_rows = int(recorded.get("rows", 0) or 0) if source.manifest_version else 0
+        if foreign and recorded_rows:
+            if (foreign, given.hexdigest()) != (recorded_rows, str(recorded.get("sha256", ""))):
+                errors.append(
+                    (
+                        f"{env} ({foreign} of {reports[env].rows} rows, first: {first_foreign})",
+                        f"{P.PREDICTION_ID} neither derives from the manifest's model version "
+                        f"{source.manifest_version!r} nor is one of the given IDs the manifest records "
+                        f"({recorded_rows} rows): rows prepared for another model version, or "
+                        "changed after prepare",
+                    )
+                )
+        elif recorded_rows:
+            errors.append(
+                (
+                    f"{env} ({reports[env].rows} rows)",
+                    f"the manifest records {recorded_rows} rows with a given {P.PREDICTION_ID}; "
+                    "the table has none: the table is not the one prepare wrote",
+                )
+            )
+        elif foreign:
             errors.append(
                 (
                     f"{env} ({foreign} of {reports[env].rows} rows, first: {first_foreign})",

@@ -50,11 +50,17 @@ def open_dataset_dict(dataset_dir: str | Path, splits: Sequence[str]) -> dataset
 
 
 def load_splits(
-    dataset_dir: str | Path, splits: Sequence[str], columns: Sequence[str], when_empty: str
+    dataset_dir: str | Path,
+    splits: Sequence[str],
+    columns: Sequence[str],
+    when_empty: str,
+    unlabelled_splits: Sequence[str] = (),
 ) -> dict[str, datasets.Dataset]:
     """The ``splits`` of the folder by name, each checked: present, ``columns`` there, not empty, labels valid.
 
     ``when_empty`` ends the message of an empty split (what the calling stage needed its rows for).
+    ``unlabelled_splits``: the splits whose rows may hold ``schema.NO_LABEL`` (-1, "no label yet",
+    as the ingest stage writes for production); everywhere else every label must be a class index.
     """
     dataset_dir = Path(dataset_dir)
     dd = open_dataset_dict(dataset_dir, splits)
@@ -68,23 +74,44 @@ def load_splits(
         schema.require_columns(ds.column_names, tuple(columns), f"{dataset_dir} split {split!r}")
         if len(ds) == 0:
             raise ValueError(f"{dataset_dir}: split {split!r} is empty; {when_empty}")
-        check_labels(ds, f"{dataset_dir} split {split!r}")
+        check_labels(ds, f"{dataset_dir} split {split!r}", allow_no_label=split in unlabelled_splits)
         out[split] = ds
     return out
 
 
-def check_labels(ds: datasets.Dataset, where: str, num_classes: int = schema.NUM_CLASSES) -> np.ndarray:
-    """Labels as int64; a ValueError naming the first rows whose label is outside 0..num_classes-1."""
-    labels = np.asarray(ds.data.column(C.LABEL).to_numpy(zero_copy_only=False))
+def check_labels(
+    ds: datasets.Dataset, where: str, num_classes: int = schema.NUM_CLASSES, allow_no_label: bool = False
+) -> np.ndarray:
+    """Labels as int64; a ValueError naming the first rows whose label is outside 0..num_classes-1.
+
+    ``allow_no_label``: ``schema.NO_LABEL`` (-1, "no label yet") is accepted too (production rows of
+    an ingested batch); without it a -1 is refused with a message saying where it is allowed.
+    """
+    column = ds.data.column(C.LABEL)
     if ds._indices is not None:  # a selected / shuffled view
         labels = np.asarray(ds.with_format("numpy", columns=[C.LABEL])[C.LABEL])
+    elif column.null_count:  # a null label is no class index either: shown as -2, never accepted
+        labels = np.asarray(column.fill_null(-2).to_numpy(zero_copy_only=False))
+    else:
+        labels = np.asarray(column.to_numpy(zero_copy_only=False))
     labels = labels.astype(np.int64, copy=False)
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    outside = (labels < 0) | (labels >= num_classes)
+    if allow_no_label:
+        outside &= labels != schema.NO_LABEL
+    bad = np.flatnonzero(outside)
     if bad.size:
         first = ", ".join(f"row {i} = {labels[i]}" for i in bad[:5])
+        allowed = f"0..{num_classes - 1}" + (
+            f" or {schema.NO_LABEL} (no label yet)" if allow_no_label else ""
+        )
+        hint = (
+            f"; {schema.NO_LABEL} (no label yet) is allowed in production rows only"
+            if not allow_no_label and bool((labels[bad] == schema.NO_LABEL).any())
+            else ""
+        )
         raise ValueError(
-            f"{where}: {bad.size} label(s) outside 0..{num_classes - 1} ({first}); "
-            f"column {C.LABEL!r} must hold class indices of {schema.CLASS_NAMES}"
+            f"{where}: {bad.size} label(s) outside {allowed} ({first}); "
+            f"column {C.LABEL!r} must hold class indices of {schema.CLASS_NAMES}{hint}"
         )
     return labels
 

@@ -67,8 +67,8 @@ class EmbedColumns:
 
     IMAGE_ID = "image_id"  # string
     SPLIT = "split"  # string, one of SPLITS
-    LABEL = "label"  # int64, actual class index
-    PREDICTION = "prediction"  # int64, predicted class index
+    LABEL = "label"  # int64, actual class index; NO_LABEL (-1) = not known yet (production rows only)
+    PREDICTION = "prediction"  # int64, predicted class index (the registered model's)
     PREDICTION_SCORE = "prediction_score"  # float32, top softmax probability
     PROBABILITIES = "probabilities"  # list<float32>, NUM_CLASSES long
     EMBEDDING = "embedding"  # list<float32>, mean of the last hidden state
@@ -95,16 +95,27 @@ class EmbedColumns:
         CONTRAST,
         SHARPNESS,
     )
+    # Optional, after ALL: what the serving system logged (ServedColumns of an ingested split), carried
+    # through when the data set has them; null on rows (and splits) without them. Same names as
+    # ServedColumns. A file has all three or none (EMBED_SERVED_ARROW_SCHEMA or EMBED_ARROW_SCHEMA).
+    GIVEN_PREDICTION_ID = "prediction_id"  # string, null: the serving system's id of the prediction
+    SERVED_LABEL = "served_label"  # int64, null: class index the serving system predicted
+    SERVED_SCORE = "served_score"  # float32, null: the score it gave that class
+    SERVED: tuple[str, ...] = (GIVEN_PREDICTION_ID, SERVED_LABEL, SERVED_SCORE)
 
 
 class PreparedColumns:
     """Rows of the prepare stage's Parquet output, one file per environment."""
 
-    PREDICTION_ID = "prediction_id"  # string, deterministic from model version + image_id
+    # string: the serving system's id when the row has one (EmbedColumns.GIVEN_PREDICTION_ID), else
+    # deterministic from model version + image_id (prediction_id() below)
+    PREDICTION_ID = "prediction_id"
     PREDICTION_TS = "prediction_ts"  # timestamp[us, tz=UTC], shifted so newest production = now
-    PREDICTION_LABEL = "prediction_label"  # string, class name
-    ACTUAL_LABEL = "actual_label"  # string, class name
-    PREDICTION_SCORE = "prediction_score"  # float32
+    # string, class name: the SERVED prediction where the row has one, else the registered model's
+    PREDICTION_LABEL = "prediction_label"
+    # string, class name; null = no label yet (production rows only: Arize logs the prediction alone)
+    ACTUAL_LABEL = "actual_label"
+    PREDICTION_SCORE = "prediction_score"  # float32, null: the served score (null when none was logged)
     IMAGE_VECTOR = "image_vector"  # list<float32>
     IMAGE_LINK = "image_link"  # string, URL or local path of the image file
     PROBABILITIES = "probabilities"  # list<float32>, kept for prediction-drift tests
@@ -130,6 +141,17 @@ class PreparedColumns:
         CONTRAST,
         SHARPNESS,
     )
+    # Optional, after ALL: written (on every row of every table of the run) when an embed input
+    # carries served predictions (PREPARED_SERVED_ARROW_SCHEMA); absent otherwise.
+    MODEL_PREDICTION_LABEL = "model_prediction_label"  # string, class name the registered model predicts
+    MODEL_PREDICTION_SCORE = "model_prediction_score"  # float32, its top softmax probability
+    PREDICTION_SOURCE = "prediction_source"  # string: PREDICTION_SERVED or PREDICTION_MODEL
+    SERVED: tuple[str, ...] = (MODEL_PREDICTION_LABEL, MODEL_PREDICTION_SCORE, PREDICTION_SOURCE)
+
+
+# PreparedColumns.PREDICTION_SOURCE: whose prediction prediction_label / prediction_score hold.
+PREDICTION_SERVED = "served"  # the serving system's (the row had a served label)
+PREDICTION_MODEL = "model"  # the registered model's, from embed (no served label)
 
 
 class ServedColumns:
@@ -169,6 +191,16 @@ EMBED_ARROW_SCHEMA = pa.schema(
     ]
 )
 
+# EMBED_ARROW_SCHEMA and the served columns: embed's output for a data set whose splits carry them.
+EMBED_SERVED_ARROW_SCHEMA = pa.schema(
+    [
+        *EMBED_ARROW_SCHEMA,
+        (EmbedColumns.GIVEN_PREDICTION_ID, pa.string()),
+        (EmbedColumns.SERVED_LABEL, pa.int64()),
+        (EmbedColumns.SERVED_SCORE, pa.float32()),
+    ]
+)
+
 PREPARED_ARROW_SCHEMA = pa.schema(
     [
         (PreparedColumns.PREDICTION_ID, pa.string()),
@@ -184,6 +216,17 @@ PREPARED_ARROW_SCHEMA = pa.schema(
         (PreparedColumns.BRIGHTNESS, pa.float32()),
         (PreparedColumns.CONTRAST, pa.float32()),
         (PreparedColumns.SHARPNESS, pa.float32()),
+    ]
+)
+
+# PREPARED_ARROW_SCHEMA and embed's own prediction beside the served one: prepare's tables when an
+# embed input carries served predictions.
+PREPARED_SERVED_ARROW_SCHEMA = pa.schema(
+    [
+        *PREPARED_ARROW_SCHEMA,
+        (PreparedColumns.MODEL_PREDICTION_LABEL, pa.string()),
+        (PreparedColumns.MODEL_PREDICTION_SCORE, pa.float32()),
+        (PreparedColumns.PREDICTION_SOURCE, pa.string()),
     ]
 )
 

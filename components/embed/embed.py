@@ -20,6 +20,12 @@ its training summary claims, else the run fails at once, naming both.
 
 An image that does not decode is counted, listed in ``failures.parquet`` and in the summary, and
 skipped; the other rows of its batch go on.
+
+Production rows may have no label yet (``schema.NO_LABEL``, -1, as the ingest stage writes): they
+are embedded and keep -1; training and validation rows must be labelled. When a split carries what
+the serving system logged (``schema.ServedColumns``: prediction id, served label and score), those
+columns are carried into the output (``schema.EMBED_SERVED_ARROW_SCHEMA``; null in splits without
+them); a data set without them gives ``schema.EMBED_ARROW_SCHEMA`` as before.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -59,6 +66,10 @@ if TYPE_CHECKING:
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 REQUIRED_COLUMNS = (C.IMAGE, C.LABEL, C.IMAGE_ID, C.PREDICTION_TS, C.DEGRADATION)
+# Splits whose rows may have no label yet (schema.NO_LABEL): production only.
+UNLABELLED_SPLITS = (schema.PRODUCTION,)
+# Optional columns of a split carried into the output when present (ServedColumns of an ingested batch).
+SERVED_COLUMNS = E.SERVED
 FAILURES_SCHEMA = pa.schema(
     [("image_id", pa.string()), ("split", pa.string()), ("row", pa.int64()), ("error", pa.string())]
 )
@@ -228,16 +239,19 @@ def shard_bounds(n_rows: int, shard_index: int, num_shards: int) -> tuple[int, i
 class _BatchSource(torch.utils.data.Dataset):
     """Batch ``i`` of one split's slice, read and decoded where it is asked for (a worker process)."""
 
-    def __init__(self, arrow, start: int, end: int, batch_size: int, split: str, transform) -> None:
+    def __init__(
+        self, arrow, start: int, end: int, batch_size: int, split: str, transform, extra: tuple[str, ...] = ()
+    ) -> None:
         self.arrow, self.start, self.end, self.batch_size = arrow, start, end, batch_size
-        self.split, self.transform = split, transform
+        self.split, self.transform, self.extra = split, transform, extra
 
     def __len__(self) -> int:
         return -(-(self.end - self.start) // self.batch_size)
 
     def __getitem__(self, i: int) -> Batch:
         b0 = self.start + i * self.batch_size
-        table = self.arrow[b0 : min(self.end, b0 + self.batch_size)].select(list(REQUIRED_COLUMNS))
+        columns = [*REQUIRED_COLUMNS, *self.extra]
+        table = self.arrow[b0 : min(self.end, b0 + self.batch_size)].select(columns)
         return decode_batch(table, self.split, b0, self.transform)
 
 
@@ -321,6 +335,8 @@ class SplitStats:
     embedded: int = 0
     failed: int = 0
     seconds: float = 0.0
+    unlabelled: int = 0  # rows embedded with label schema.NO_LABEL (no label yet)
+    served: int = 0  # rows embedded with a served label
 
 
 @dataclass
@@ -346,12 +362,34 @@ class EmbedResult:
 
 
 def open_splits(dataset_dir: Path, names: list[str]) -> dict:
-    """Check the data set for the splits embed reads: present, non-empty, the columns, labels in range."""
-    return load_splits(dataset_dir, names, REQUIRED_COLUMNS, "there is nothing to embed")
+    """Check the data set for the splits embed reads: present, non-empty, the columns, labels in range.
+
+    Labels are class indices, or ``schema.NO_LABEL`` (-1, no label yet) in production rows only.
+    """
+    return load_splits(
+        dataset_dir, names, REQUIRED_COLUMNS, "there is nothing to embed", unlabelled_splits=UNLABELLED_SPLITS
+    )
+
+
+def served_columns(ds) -> tuple[str, ...]:
+    """The optional served columns (``EmbedColumns.SERVED``) that one split has, in contract order."""
+    return tuple(c for c in SERVED_COLUMNS if c in ds.column_names)
+
+
+def output_schema(data: dict) -> pa.Schema:
+    """``EMBED_SERVED_ARROW_SCHEMA`` when any split carries a served column, else ``EMBED_ARROW_SCHEMA``."""
+    if any(served_columns(ds) for ds in data.values()):
+        return schema.EMBED_SERVED_ARROW_SCHEMA
+    return schema.EMBED_ARROW_SCHEMA
 
 
 def _output_table(
-    batch: Batch, split: str, logits: torch.Tensor, emb: torch.Tensor, version: str
+    batch: Batch,
+    split: str,
+    logits: torch.Tensor,
+    emb: torch.Tensor,
+    version: str,
+    arrow_schema: pa.Schema = schema.EMBED_ARROW_SCHEMA,
 ) -> pa.Table:
     probs = torch.softmax(logits, dim=-1)
     score, pred = probs.max(dim=-1)
@@ -379,7 +417,12 @@ def _output_table(
         E.CONTRAST: pa.array(features[1]),
         E.SHARPNESS: pa.array(features[2]),
     }
-    return pa.table([cols[f.name] for f in schema.EMBED_ARROW_SCHEMA], schema=schema.EMBED_ARROW_SCHEMA)
+    for name in SERVED_COLUMNS:
+        if name in arrow_schema.names:  # carried when the split has it, else null
+            typ = arrow_schema.field(name).type
+            has = name in t.column_names
+            cols[name] = t.column(name).cast(typ) if has else pa.nulls(n, typ)
+    return pa.table([cols[f.name] for f in arrow_schema], schema=arrow_schema)
 
 
 def check_device(model_dir: str | Path, config: EmbedConfig) -> str:
@@ -440,14 +483,17 @@ def embed_dataset(
     dim = 0
     started = time.perf_counter()
     try:
-        writer = pq.ParquetWriter(str(tmp / schema.EMBED_FILE), schema.EMBED_ARROW_SCHEMA)
+        arrow_schema = output_schema(data)
+        writer = pq.ParquetWriter(str(tmp / schema.EMBED_FILE), arrow_schema)
         try:
             for split in names:
                 ds = data[split]
                 start, end = shard_bounds(len(ds), shard_index, num_shards)
                 st = SplitStats(split, end - start)
                 t0 = time.perf_counter()
-                source = _BatchSource(ds.with_format("arrow"), start, end, batch_size, split, transform)
+                source = _BatchSource(
+                    ds.with_format("arrow"), start, end, batch_size, split, transform, served_columns(ds)
+                )
                 bar = tqdm(total=end - start, desc=f"embed {split}", unit="img", disable=not progress)
                 for batch in iter_batches(source, workers):
                     failures.extend(batch.failures)
@@ -457,8 +503,14 @@ def embed_dataset(
                             logits, emb = lm.forward(batch.pixel_values)
                         logits, emb = logits.cpu(), emb.cpu()
                         dim = emb.shape[1]
-                        writer.write_table(_output_table(batch, split, logits, emb, lm.model_version))
+                        out = _output_table(batch, split, logits, emb, lm.model_version, arrow_schema)
+                        writer.write_table(out)
                         st.embedded += emb.shape[0]
+                        st.unlabelled += int(
+                            pc.sum(pc.equal(out.column(E.LABEL), schema.NO_LABEL)).as_py() or 0
+                        )
+                        if E.SERVED_LABEL in out.column_names:
+                            st.served += out.num_rows - out.column(E.SERVED_LABEL).null_count
                     bar.update(batch.table.num_rows + len(batch.failures))
                 bar.close()
                 st.seconds = time.perf_counter() - t0
@@ -473,9 +525,12 @@ def embed_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     result = EmbedResult(output_dir, lm.model_version, stats, failures, time.perf_counter() - started, dim)
+    unlabelled, served = sum(s.unlabelled for s in stats), sum(s.served for s in stats)
     print(
         f"embed: {result.rows} rows embedded, {len(failures)} failed to decode, splits {','.join(names)} "
-        f"(shard {shard_index + 1}/{num_shards}), {result.images_per_second:.0f} images/s, "
+        + (f"({unlabelled} without a label yet) " if unlabelled else "")
+        + (f"({served} with a served prediction, carried) " if served else "")
+        + f"(shard {shard_index + 1}/{num_shards}), {result.images_per_second:.0f} images/s, "
         f"embedding dim {dim}, model_version {lm.model_version}, wrote {output_dir}"
     )
     return result
@@ -494,6 +549,18 @@ def summary_markdown(result: EmbedResult, max_failures: int = 20) -> str:
         "|---|---:|---:|---:|",
     ]
     lines += [f"| {s.split} | {s.rows} | {s.embedded} | {s.failed} |" for s in result.stats]
+    notes = [
+        f"- {s.split}: {s.unlabelled} row(s) without a label yet (label {schema.NO_LABEL}), embedded"
+        for s in result.stats
+        if s.unlabelled
+    ] + [
+        f"- {s.split}: {s.served} row(s) with the serving system's prediction "
+        f"(`{E.SERVED_LABEL}`, `{E.SERVED_SCORE}`, `{E.GIVEN_PREDICTION_ID}`), carried into the output"
+        for s in result.stats
+        if s.served
+    ]
+    if notes:
+        lines += ["", *notes]
     if result.failures:
         lines += [
             "",
