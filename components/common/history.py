@@ -17,6 +17,15 @@ local path, or a ``gs://``, ``s3://`` or ``minio://`` URI of ONE Parquet file):
 never duplicates them. Two runs writing the same history at the same moment can lose one run's
 rows (read, merge, write is not a transaction): schedule the monitoring pipeline with at most one
 run at a time.
+
+Late labels (the arize stage's ``actuals`` entry point) add two columns, :data:`LATE_LABEL_COLUMNS`:
+per window, ``labelled_rows`` (predictions of the window with a late label) and ``correct_rows``
+(those whose prediction is the label), and set ``accuracy`` to ``correct_rows / labelled_rows``
+where ``labelled_rows > 0``. :func:`apply_labels` computes them from every late label known
+(recomputed whole each time, so applying the same labels twice changes nothing) and
+:func:`update_accuracy` reads, applies and writes the history back (the same atomic writer). A drift
+run keeps these columns: :func:`check_columns` does not count them, and :func:`merge_history` carries
+them over to the windows a run computes again (their ``accuracy`` stays the late labels').
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from components.common import storage
@@ -38,6 +48,12 @@ RECORDED_AT = "recorded_at"  # when the run that computed the window recorded it
 MODEL_VERSION = "model_version"  # the model version of that run's prepared rows ("" if unknown)
 RUN_COLUMNS = (RECORDED_AT, MODEL_VERSION)
 TIME_COLUMNS = ("window_start", "window_end", RECORDED_AT)
+ACCURACY = "accuracy"  # a window's accuracy: the drift stage's, or over its late-labelled rows
+LABELLED_ROWS = "labelled_rows"  # predictions of the window with a late label (actuals)
+CORRECT_ROWS = "correct_rows"  # of those, the ones whose prediction is the label
+LATE_LABEL_COLUMNS = (LABELLED_ROWS, CORRECT_ROWS)
+# What apply_labels reads of each late label: when its prediction was made, and whether it was right.
+LABEL_TS, LABEL_CORRECT = "prediction_ts", "correct"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 
 
@@ -86,7 +102,7 @@ def check_columns(history: pd.DataFrame, run_rows: pd.DataFrame, uri: str) -> No
     Raises:
         HistoryError: naming the columns that differ and what to do (the file is left unchanged).
     """
-    stored, expected = set(history.columns), set(run_rows.columns)
+    stored, expected = set(history.columns) - set(LATE_LABEL_COLUMNS), set(run_rows.columns)
     if stored == expected:
         for col in TIME_COLUMNS:
             if not pd.api.types.is_datetime64_any_dtype(history[col]):
@@ -130,18 +146,37 @@ def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
 def merge_history(history: pd.DataFrame | None, run_rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Drop the stored rows of this run's windows, append this run's rows, sort by window start.
 
-    Returns the merged table and how many stored rows were replaced.
+    The late-label columns (:data:`LATE_LABEL_COLUMNS`) of a history that has them are kept: a
+    window computed again carries its counts over (and its ``accuracy`` stays that of its late
+    labels), a new window gets 0 of each. Returns the merged table and how many stored rows were
+    replaced.
     """
     if history is None or history.empty:
         merged, replaced = run_rows, 0
     else:
+        late = [c for c in LATE_LABEL_COLUMNS if c in history.columns and c not in run_rows.columns]
         again = _keys(history).isin(_keys(run_rows))
-        kept = history.loc[~again, list(run_rows.columns)].copy()
+        kept = history.loc[~again, [*run_rows.columns, *late]].copy()
         for col in TIME_COLUMNS:
             kept[col] = _utc_us(kept[col])
+        if late:
+            run_rows = _carry_late_labels(history.loc[again], run_rows, late)
         merged, replaced = pd.concat([kept, run_rows], ignore_index=True), int(again.sum())
     merged = merged.sort_values(["window_start", "window"], kind="stable").reset_index(drop=True)
     return merged, replaced
+
+
+def _carry_late_labels(replaced: pd.DataFrame, run_rows: pd.DataFrame, late: list[str]) -> pd.DataFrame:
+    """``run_rows`` with the late-label counts of the stored rows they replace (0 for new windows)."""
+    rows = run_rows.copy()
+    counts = replaced.set_index(_keys(replaced))[late]
+    found = counts.reindex(_keys(rows))
+    for col in late:
+        rows[col] = found[col].fillna(0).astype("int64").to_numpy()
+    if LABELLED_ROWS in late and CORRECT_ROWS in late:
+        labelled = rows[LABELLED_ROWS] > 0
+        rows.loc[labelled, ACCURACY] = rows.loc[labelled, CORRECT_ROWS] / rows.loc[labelled, LABELLED_ROWS]
+    return rows
 
 
 def write_history(uri: str, table: pd.DataFrame, config: storage.StorageConfig | None = None) -> None:
@@ -202,3 +237,104 @@ def model_version_of(prepared: str | Path) -> str:
     except (OSError, ValueError):
         return ""
     return str(manifest.get(MODEL_VERSION) or "") if isinstance(manifest, dict) else ""
+
+
+def _epoch_us(values: pd.Series) -> np.ndarray:
+    """Timestamps as int64 microseconds since the epoch, UTC."""
+    return np.asarray(_utc_us(values).dt.tz_localize(None).to_numpy(dtype="datetime64[us]").astype(np.int64))
+
+
+@dataclass(frozen=True)
+class WindowAccuracy:
+    """One stored window whose late-label counts changed: before and after."""
+
+    window_start: pd.Timestamp
+    window: str
+    labelled_before: int
+    labelled_rows: int
+    correct_rows: int
+    accuracy_before: float  # NaN: none before
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class AccuracyUpdate:
+    """What :func:`apply_labels` did: the new table, the windows that changed, labels in no window."""
+
+    table: pd.DataFrame
+    changed: list[WindowAccuracy]
+    outside: int  # labels whose prediction lies in no stored window (of any length)
+
+
+def apply_labels(history: pd.DataFrame, labels: pd.DataFrame) -> AccuracyUpdate:
+    """Set every stored window's late-label counts and accuracy from ``labels``, the late labels known.
+
+    ``labels`` holds one row per labelled prediction: :data:`LABEL_TS` (when it was made, UTC) and
+    :data:`LABEL_CORRECT` (its prediction is the label). Each window (``window_start`` included,
+    ``window_end`` excluded; windows of every length) gets ``labelled_rows`` and ``correct_rows`` of
+    the labels in it, and ``accuracy = correct_rows / labelled_rows`` where ``labelled_rows > 0``;
+    a window without late labels keeps its accuracy (the drift stage's). The counts are recomputed
+    from all of ``labels``, not added: giving the same labels again changes nothing.
+    """
+    table = history.copy()
+    before = (
+        table[LABELLED_ROWS].fillna(0).astype("int64").to_numpy()
+        if LABELLED_ROWS in table
+        else np.zeros(len(table), dtype=np.int64)
+    )
+    accuracy_before = table[ACCURACY].astype(float).to_numpy()
+    label_ts = _epoch_us(labels[LABEL_TS])
+    order = np.argsort(label_ts, kind="stable")
+    ts = label_ts[order]
+    right = np.concatenate([[0], np.cumsum(labels[LABEL_CORRECT].to_numpy(dtype=bool)[order])])
+    starts, ends = _epoch_us(table["window_start"]), _epoch_us(table["window_end"])
+    lo, hi = np.searchsorted(ts, starts, side="left"), np.searchsorted(ts, ends, side="left")
+    labelled, correct = (hi - lo).astype(np.int64), (right[hi] - right[lo]).astype(np.int64)
+    table[LABELLED_ROWS], table[CORRECT_ROWS] = labelled, correct
+    has = labelled > 0
+    accuracy = accuracy_before.copy()
+    accuracy[has] = correct[has] / labelled[has]
+    table[ACCURACY] = accuracy
+    changed = [
+        WindowAccuracy(
+            pd.Timestamp(table["window_start"].iloc[i]),
+            str(table["window"].iloc[i]),
+            int(before[i]),
+            int(labelled[i]),
+            int(correct[i]),
+            float(accuracy_before[i]),
+            float(accuracy[i]),
+        )
+        for i in np.flatnonzero((labelled != before) | (has & (accuracy != accuracy_before)))
+    ]
+    inside = np.zeros(len(ts), dtype=bool)
+    for a, b in zip(lo, hi, strict=True):
+        inside[a:b] = True
+    return AccuracyUpdate(table, changed, int((~inside).sum()))
+
+
+def update_accuracy(
+    uri: str, labels: pd.DataFrame, config: storage.StorageConfig | None = None
+) -> AccuracyUpdate | None:
+    """Apply ``labels`` (:func:`apply_labels`) to the history at ``uri`` and write it back atomically.
+
+    Returns None when no history is stored there yet (nothing is written). The history is written
+    only when a window changed.
+
+    Raises:
+        HistoryError: the stored history cannot be read, or lacks the window columns.
+    """
+    history = read_history(uri, config)
+    if history is None:
+        return None
+    needed = [*KEY, "window_end", ACCURACY]
+    missing = [c for c in needed if c not in history.columns]
+    if missing:
+        raise HistoryError(
+            f"history_uri={uri!r}: no column(s) {', '.join(missing)}; not a drift history (it was left "
+            "unchanged): give the history_uri the monitoring pipeline writes"
+        )
+    update = apply_labels(history, labels)
+    if update.changed:
+        write_history(uri, update.table, config)
+    return update
