@@ -1,4 +1,4 @@
-"""The monitoring pipeline's production batch: which day a run processes, and fetching that day's folder.
+"""The monitoring pipeline's production batch: which day a run processes, and where that day's batch is.
 
 A scheduled run processes its own batch: ``production_uri`` may hold ``{date}``
 (``gs://bucket/batches/{date}/``), filled with the run's date as ``YYYY-MM-DD``. The date is, in order:
@@ -10,9 +10,10 @@ A scheduled run processes its own batch: ``production_uri`` may hold ``{date}``
 3. today's UTC date when there is no schedule time: empty, or the placeholder itself (kfp.local does
    not replace it; ``components.pipelines.local`` passes "" instead).
 
-:func:`fetch_batch` copies the folder at that URI (local path, gs://, s3://, minio://) into the
-task's output folder and checks it is a data-stage folder with a production split. Plain functions,
-testable without KFP; ``components.common.helpers.fetch_batch`` is the component.
+:func:`resolve_batch` gives that day and the URI; nothing is copied here: the ingest stage reads the
+URI (image files, a manifest or a data-stage folder; local path, gs://, s3://, minio://).
+:func:`dataset_splits` checks a data-stage folder names a production split (ingest uses it). Plain
+functions, testable without KFP; ``components.common.helpers.resolve_batch`` is the component.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from components.common import schema, storage
+from components.common import schema
 
 DATE_FIELD = "{date}"
 SCHEDULE_TIME_PLACEHOLDER = (
@@ -57,25 +58,11 @@ class BatchDate:
 
 
 @dataclass(frozen=True)
-class FetchedBatch:
-    """What :func:`fetch_batch` copied, and from where."""
+class ResolvedBatch:
+    """The day a run processes and the URI of its batch (``production_uri`` with ``{date}`` filled)."""
 
-    batch_date: BatchDate
+    day: BatchDate
     uri: str
-    files: tuple[str, ...]
-    bytes: int
-    splits: tuple[str, ...] = field(default=())
-
-    def metadata(self) -> dict[str, object]:
-        """The batch artifact's metadata: batch_date, source URI, files, bytes."""
-        return {
-            "batch_date": self.batch_date.iso,
-            "date_from": self.batch_date.source,
-            "source_uri": self.uri,
-            "files": len(self.files),
-            "bytes": self.bytes,
-            "splits": list(self.splits),
-        }
 
 
 def parse_batch_date(value: str) -> date:
@@ -117,7 +104,10 @@ def resolve_batch_date(
 def batch_uri(production_uri: str, day: BatchDate) -> str:
     """``production_uri`` with ``{date}`` filled in; without it, the URI as is."""
     if not production_uri.strip():
-        raise ValueError("production_uri is empty: give the folder of the production batch")
+        raise ValueError(
+            "production_uri is empty: give the production batch (a folder of images, a manifest or a "
+            "data-stage folder)"
+        )
     return production_uri.replace(DATE_FIELD, day.iso)
 
 
@@ -143,26 +133,9 @@ def dataset_splits(folder: str | Path, where: str) -> tuple[str, ...]:
     return tuple(str(s) for s in splits)
 
 
-def fetch_batch(
-    production_uri: str,
-    batch_date: str,
-    schedule_time: str,
-    dest: str | Path,
-    *,
-    config: storage.StorageConfig | None = None,
-    today: Callable[[], date] | None = None,
-) -> FetchedBatch:
-    """Copy the run's production batch into ``dest`` and check it; see the module docstring.
-
-    Raises a FileNotFoundError naming the URI and the date when nothing is there, and a ValueError
-    when the folder is not a data-stage folder with a production split.
-    """
+def resolve_batch(
+    production_uri: str, batch_date: str, schedule_time: str, today: Callable[[], date] | None = None
+) -> ResolvedBatch:
+    """The run's day (:func:`resolve_batch_date`) and its batch's URI (:func:`batch_uri`)."""
     day = resolve_batch_date(batch_date, schedule_time, today)
-    uri = batch_uri(production_uri, day)
-    copied = storage.download_prefix(uri, dest, config=config)
-    if not copied.files:
-        raise FileNotFoundError(
-            f"no production batch for {day.iso} ({day.source}): {uri} is missing or empty"
-        )
-    splits = dataset_splits(dest, f"production batch {uri} ({day.iso})")
-    return FetchedBatch(day, uri, copied.files, copied.bytes, splits)
+    return ResolvedBatch(day, batch_uri(production_uri, day))

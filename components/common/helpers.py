@@ -1,8 +1,8 @@
-"""Small pipeline helpers that belong to no stage: the production batch, the shard list, and the alert.
+"""Small pipeline helpers that belong to no stage: the run's batch, the shard list, the alert and the status.
 
-They are lightweight components like the stages (``build_component``): the batch fetch and the
-shard list run in the prepare image (slim, no GPU, with the storage clients), the alert gate and
-the alert in the drift image.
+They are lightweight components like the stages (``build_component``): the batch's resolution runs
+in the ingest image (it feeds ingest), the shard list in the prepare image, the gates and notices in
+the drift image.
 """
 
 from typing import List, NamedTuple  # noqa: UP035 - KFP reads these annotations
@@ -13,30 +13,27 @@ from kfp.dsl.python_component import PythonComponent
 from components.common.images import ImageSet, build_component
 
 ALERT_FILE_TITLE = "Embedding drift alert"
+# drift's `status` when no window of the run could be tested (components.drift.stage.INSUFFICIENT_DATA;
+# a test checks they agree: the pipelines do not import the drift stage's heavy modules).
+INSUFFICIENT_DATA = "insufficient-data"
 
 
-def fetch_batch(
+def resolve_batch(
     production_uri: str,
     batch_date: str,
     schedule_time: str,
-    batch: Output[Dataset],
-) -> NamedTuple("Outputs", [("batch_date", str), ("batch_uri", str), ("batch_end", str)]):  # type: ignore[valid-type]  # the form KFP reads
-    """Copy the run's production batch (``production_uri`` with ``{date}`` filled) into ``batch``.
+) -> NamedTuple("Outputs", [("batch_uri", str), ("batch_date", str), ("batch_end", str)]):  # type: ignore[valid-type]  # the form KFP reads
+    """Which production batch this run reads: ``production_uri`` with ``{date}`` filled; nothing is copied.
 
     The date is ``batch_date`` (YYYY-MM-DD) when given, else the run's scheduled time (the backend
-    fills ``schedule_time``), else today (UTC). Returns the date, the URI read and the date's last
-    second (prepare's ``now``, which puts the batch's rows on its date). Never cached: the same
-    URI may hold a new batch.
+    fills ``schedule_time``), else today (UTC). Returns the URI ingest reads, the date and the date's
+    last second (prepare's ``now``, which puts the batch's rows on its date). Never cached.
     """
-    from components.common.batches import fetch_batch as fetch
+    from components.common.batches import resolve_batch as resolve
 
-    fetched = fetch(production_uri, batch_date, schedule_time, batch.path)
-    batch.metadata.update(fetched.metadata())
-    print(
-        f"batch {fetched.batch_date.iso} ({fetched.batch_date.source}): {fetched.uri}, "
-        f"{len(fetched.files)} files, {fetched.bytes:,} bytes, splits {', '.join(fetched.splits)}"
-    )
-    return (fetched.batch_date.iso, fetched.uri, fetched.batch_date.end)
+    resolved = resolve(production_uri, batch_date, schedule_time)
+    print(f"batch {resolved.day.iso} ({resolved.day.source}): {resolved.uri}")
+    return (resolved.uri, resolved.day.iso, resolved.day.end)
 
 
 def shard_indices(num_shards: int) -> List[int]:  # noqa: UP006 - KFP reads this annotation
@@ -99,9 +96,53 @@ def notify_drift(
     send_drift_notice(message)
 
 
-def fetch_batch_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component that fetches the run's production batch (runs in the prepare image)."""
-    return build_component(fetch_batch, "prepare", images)
+def status_gate(status: str) -> str:
+    """Drift's ``status`` as a single output, the value ``dsl.If`` tests (the reason: :func:`alert_gate`)."""
+    print(f"drift status: {status}")
+    return status
+
+
+def insufficient_data(
+    report: Input[HTML], metrics: Input[Metrics], batch_uri: str, batch_date: str, notice: Output[Markdown]
+):
+    """Runs only when drift's status is insufficient-data: a notice saying the run gave no verdict, and why.
+
+    No window of the batch had ``min_window_rows`` usable rows, so nothing was tested and the alert
+    cannot fire: a quiet run here is not a clean one. No webhook message is sent for it.
+    """
+    import json
+    import os
+
+    values = dict(getattr(metrics, "metadata", {}) or {})
+    lines = [
+        "# Insufficient data: no drift verdict",
+        "",
+        f"No time window of the batch of {batch_date} (`{batch_uri}`) had enough usable rows to be "
+        "tested (drift's `min_window_rows`): drift tested nothing, so this run can neither raise nor "
+        "clear the alert. Check that the batch holds this day's predictions (ingest's `summary` and "
+        "`rejected` say what was read and kept aside), or lower `min_window_rows`.",
+        "",
+        f"Report: `{report.uri}`",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in sorted(values.items())),
+        "",
+    ]
+    tmp = notice.path + ".tmp"
+    os.makedirs(os.path.dirname(notice.path) or ".", exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines))
+    os.replace(tmp, notice.path)
+    print(
+        f"WARNING: insufficient data: no window of the batch of {batch_date} ({batch_uri}) could be "
+        f"tested; no drift verdict. Metrics {json.dumps(values, sort_keys=True)}"
+    )
+
+
+def resolve_batch_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component that names the run's production batch (runs in the ingest image)."""
+    return build_component(resolve_batch, "ingest", images)
 
 
 def shard_indices_component(images: ImageSet | None = None) -> PythonComponent:
@@ -122,3 +163,13 @@ def drift_alert_component(images: ImageSet | None = None) -> PythonComponent:
 def notify_drift_component(images: ImageSet | None = None) -> PythonComponent:
     """The KFP component of the drift webhook notice (runs in the drift image)."""
     return build_component(notify_drift, "drift", images)
+
+
+def status_gate_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component of the status gate (runs in the drift image)."""
+    return build_component(status_gate, "drift", images)
+
+
+def insufficient_data_component(images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component of the insufficient-data notice (runs in the drift image)."""
+    return build_component(insufficient_data, "drift", images)

@@ -17,12 +17,13 @@ from kfp import compiler, dsl
 from kfp.dsl import HTML, Dataset, Markdown, Model
 
 from components.arize.config import ArizeConfig
-from components.common import schema
+from components.common import helpers, schema
 from components.common.config import component_fields, default_of, help_of
 from components.common.images import ImageSet
 from components.data.config import DataConfig
 from components.drift.config import DriftConfig
 from components.embed.config import EmbedConfig
+from components.ingest.config import IngestConfig
 from components.pipelines.settings import HELPER, ClusterSettings, configure
 from components.pipelines.stages import ComponentFactory, Stages
 from components.prepare.config import PrepareConfig
@@ -47,16 +48,18 @@ def declared_defaults(config_cls: type) -> SimpleNamespace:
     return SimpleNamespace(**{f.name: default_of(f) for f in dataclasses.fields(config_cls)})
 
 
-STAGE_CONFIGS = (DataConfig, TrainConfig, EmbedConfig, PrepareConfig, ArizeConfig, DriftConfig)
+STAGE_CONFIGS = (DataConfig, IngestConfig, TrainConfig, EmbedConfig, PrepareConfig, ArizeConfig, DriftConfig)
 # The help of each pipeline parameter (what the KFP UI shows for it): the stage Config's field of the
-# same name, or here for the parameters that are no single stage's.
+# same name, or here for the parameters that are no single stage's (or that two stages share).
 PARAMETER_HELP = {
     f.name: help_of(f) for config_cls in STAGE_CONFIGS for f in component_fields(config_cls)
 } | {
     "seed": "random seed of every stage that draws (data, train, drift); the same seed, the same run",
-    "production_uri": "the folder of the production batch, a data-stage Dataset folder holding a production "
-    "split (local path, gs://, s3:// or minio://); {date} in it is replaced by the run's date (YYYY-MM-DD), "
-    "e.g. gs://bucket/batches/{date}/",
+    "production_uri": "the production batch in any form the ingest stage reads; a folder or bucket prefix "
+    "of image files (PNG, JPEG, WebP), a manifest (.csv, .jsonl, .parquet: one row per prediction), a "
+    "folder holding manifest.csv|jsonl|parquet, or a data-stage folder (local path, gs://, s3:// or "
+    "minio://; source_kind names the form when auto cannot tell); {date} in it is replaced by the run's "
+    "date (YYYY-MM-DD), e.g. gs://bucket/batches/{date}/",
     "batch_date": "the day this run processes, YYYY-MM-DD (fills {date} in production_uri); empty: the "
     "run's scheduled date (a run started by hand: its creation date; kfp.local: today, UTC)",
     "kfp_ui_host": "the KFP UI's address (e.g. https://kfp.example.com), for the run's link in the drift "
@@ -65,6 +68,41 @@ PARAMETER_HELP = {
     "model goes to a new folder",
     "baseline_uri": "a stored prepared folder (the prepare stage's output) production is compared with; "
     "imported once per URI, so a new baseline goes to a new folder",
+    "image_store": "where prepare writes the PNG images the records link to, and where drift's report may "
+    "read its thumbnails from: '' = an images/ folder inside the prepared folder; a local folder; or a "
+    "gs://, s3:// or minio:// prefix (object storage)",
+    "allow_cpu": "let train (profile=cluster) and embed (a model trained with profile=cluster) run on CPU "
+    "when CUDA is unavailable (False: fail at once, naming the NVIDIA driver the images need)",
+    "ledger_uri": "arize's ledger of chunks sent and in flight, so a rerun sends only the rest and never a "
+    "chunk twice: a JSON file, or a folder ending in '/' holding one ledger per model name and version. On "
+    "a cluster give a bucket prefix such as minio://mlpipeline/arize-ledgers/ (gs://<bucket>/arize-ledgers/ "
+    "on GKE): '' keeps it beside the task's summary, on the pod's disk, lost when KFP retries the task",
+}
+
+# Component fields no pipeline parameter sets: each stays at its stage's default, for the reason
+# given. tests/pipeline/test_compiled.py checks that every other component input of a stage task
+# is fed (a pipeline parameter of the same name, or the wiring), so a new field must be decided here.
+LEFT_TO_DEFAULT: dict[str, str] = {
+    "data.production_end": "fixed so that a build is reproducible (the synthetic production period)",
+    "data.window_start_day": "where the synthetic degraded week sits: centred; python -m components.data sets it",
+    "data.rotation_min": "the synthetic degradation's strength: python -m components.data sets it",
+    "data.rotation_max": "the synthetic degradation's strength: python -m components.data sets it",
+    "data.blur_min": "the synthetic degradation's strength: python -m components.data sets it",
+    "data.blur_max": "the synthetic degradation's strength: python -m components.data sets it",
+    "prepare.now": "training: '' (the run's time); monitoring: set to the batch day's last second",
+    "arize.model_version": "training only: the model just trained (its manifest's version); monitoring exposes it",
+    "drift.baseline_environment": "training only: its own training split; monitoring exposes it",
+    "arize.chunk_rows": "rows per request, a transport detail; the default fits Arize's request size",
+    "drift.max_window_rows": "bounds the detectors' cost per window; the calibration follows it",
+    "drift.reference_size": "a sample size; drift_resamples is the cost knob the pipelines expose",
+    "drift.calibration_size": "a sample size; drift_resamples is the cost knob the pipelines expose",
+    "drift.umap_sample": "the embedding view only (points drawn); no effect on the alert",
+    "drift.umap_epochs": "the embedding view only; projection=pca is the quick view",
+    "drift.umap_window": "the embedding view only; a report of one window is a local look",
+    "drift.positive_class": "the embedding view's confusion colouring only",
+    "drift.min_cluster_size": "the embedding view's clusters only",
+    "drift.thumbnails": "the report's hover images, read only from the folders and image_store",
+    "drift.detectors": "all detectors run; false_alarm_rate is shared over them",
 }
 
 
@@ -85,6 +123,7 @@ def documented(pipeline_func: Callable) -> Callable:
 
 
 DATA = declared_defaults(DataConfig)
+INGEST = declared_defaults(IngestConfig)
 TRAIN = declared_defaults(TrainConfig)
 EMBED = declared_defaults(EmbedConfig)
 PREPARE = declared_defaults(PrepareConfig)
@@ -93,7 +132,14 @@ DRIFT = declared_defaults(DriftConfig)
 
 
 def _embed_shards(
-    stages: Stages, settings: ClusterSettings, dataset, model, splits: str, num_shards, embed_batch_size
+    stages: Stages,
+    settings: ClusterSettings,
+    dataset,
+    model,
+    splits: str,
+    num_shards,
+    embed_batch_size,
+    allow_cpu,
 ):
     """Fan embedding out over ``num_shards`` shards; return the gathered outputs for prepare."""
     shards = configure(stages.shard_indices(num_shards=num_shards), HELPER, settings)
@@ -106,6 +152,7 @@ def _embed_shards(
             shard_index=shard_index,
             num_shards=num_shards,
             embed_batch_size=embed_batch_size,
+            allow_cpu=allow_cpu,
         )
         configure(embed, "embed", settings)
     return dsl.Collected(embed.outputs["embeddings"])
@@ -133,7 +180,12 @@ def _prepare_and_monitor(
     prepared = prepare.outputs["prepared"]
     configure(stages.arize(prepared=prepared, **arize_args), "arize", settings)
     drift = configure(
-        stages.drift(prepared=prepared, baseline=prepared if baseline is None else baseline, **drift_args),
+        stages.drift(
+            prepared=prepared,
+            baseline=prepared if baseline is None else baseline,
+            image_store=image_store,  # the thumbnails of the report: where prepare put the images
+            **drift_args,
+        ),
         "drift",
         settings,
     )
@@ -165,6 +217,10 @@ def build_training_pipeline(
         production_days: int = DATA.production_days,
         window_days: int = DATA.window_days,
         degraded_share: float = DATA.degraded_share,
+        hub_image_column: str = DATA.hub_image_column,
+        hub_label_column: str = DATA.hub_label_column,
+        hub_train_split: str = DATA.hub_train_split,
+        hub_test_split: str = DATA.hub_test_split,
         seed: int = DATA.seed,
         profile: str = TRAIN.profile,
         model_name: str = TRAIN.model_name,
@@ -172,14 +228,18 @@ def build_training_pipeline(
         batch_size: int = TRAIN.batch_size,
         learning_rate: float = TRAIN.learning_rate,
         max_steps: int = TRAIN.max_steps,
+        allow_cpu: bool = TRAIN.allow_cpu,
         num_shards: int = EMBED.num_shards,
         embed_batch_size: int = EMBED.embed_batch_size,
         image_store: str = PREPARE.image_store,
         arize_model_name: str = ARIZE.arize_model_name,
         require_arize_credentials: bool = ARIZE.require_arize_credentials,
+        ledger_uri: str = ARIZE.ledger_uri,
+        resend_uncertain: bool = ARIZE.resend_uncertain,
         drift_window: str = DRIFT.drift_window,
         false_alarm_rate: float = DRIFT.false_alarm_rate,
         drift_resamples: int = DRIFT.drift_resamples,
+        min_window_rows: int = DRIFT.min_window_rows,
         projection: str = DRIFT.projection,
         history_uri: str = DRIFT.history_uri,
     ) -> TrainingOutputs:
@@ -198,6 +258,10 @@ def build_training_pipeline(
                 window_days=window_days,
                 degraded_share=degraded_share,
                 seed=seed,
+                hub_image_column=hub_image_column,
+                hub_label_column=hub_label_column,
+                hub_train_split=hub_train_split,
+                hub_test_split=hub_test_split,
             ),
             "data",
             settings,
@@ -212,6 +276,7 @@ def build_training_pipeline(
                 learning_rate=learning_rate,
                 max_steps=max_steps,
                 seed=seed,
+                allow_cpu=allow_cpu,
             ),
             "train",
             settings,
@@ -224,6 +289,7 @@ def build_training_pipeline(
             ",".join(schema.SPLITS),
             num_shards,
             embed_batch_size,
+            allow_cpu,
         )
         prepare, drift = _prepare_and_monitor(
             stages,
@@ -233,12 +299,16 @@ def build_training_pipeline(
             image_store,
             baseline=None,
             arize_args=dict(
-                arize_model_name=arize_model_name, require_arize_credentials=require_arize_credentials
+                arize_model_name=arize_model_name,
+                require_arize_credentials=require_arize_credentials,
+                ledger_uri=ledger_uri,
+                resend_uncertain=resend_uncertain,
             ),
             drift_args=dict(
                 drift_window=drift_window,
                 false_alarm_rate=false_alarm_rate,
                 drift_resamples=drift_resamples,
+                min_window_rows=min_window_rows,
                 projection=projection,
                 seed=seed,
                 history_uri=history_uri,
@@ -263,15 +333,18 @@ class MonitoringOutputs(NamedTuple):
     """What a monitoring run returns."""
 
     alert: bool
+    status: str
     report: HTML
     drift_table: Dataset
     prepared: Dataset
+    rejected: Dataset
+    ingest_summary: Markdown
 
 
 def build_monitoring_pipeline(
     images: ImageSet | None = None, settings: ClusterSettings | None = None, overrides: Overrides = None
 ):
-    """The monitoring pipeline: the run's production batch + a trained model + a stored baseline -> embed -> prepare -> arize, drift -> alert, notification."""
+    """The monitoring pipeline: the run's production batch (ingested) + a trained model + a stored baseline -> embed -> prepare -> arize, drift -> alert, notification."""
     settings = settings or ClusterSettings()
     stages = Stages.build(images, overrides)
 
@@ -280,45 +353,78 @@ def build_monitoring_pipeline(
         model_uri: str,
         baseline_uri: str,
         batch_date: str = "",
+        source_kind: str = INGEST.source_kind,
+        location_column: str = INGEST.location_column,
+        timestamp_column: str = INGEST.timestamp_column,
+        prediction_id_column: str = INGEST.prediction_id_column,
+        label_column: str = INGEST.label_column,
+        served_label_column: str = INGEST.served_label_column,
+        served_score_column: str = INGEST.served_score_column,
+        max_image_bytes: int = INGEST.max_image_bytes,
+        max_image_side: int = INGEST.max_image_side,
+        time_fallback: str = INGEST.time_fallback,
         num_shards: int = EMBED.num_shards,
         embed_batch_size: int = EMBED.embed_batch_size,
+        allow_cpu: bool = EMBED.allow_cpu,
         image_store: str = PREPARE.image_store,
         arize_model_name: str = ARIZE.arize_model_name,
         model_version: str = ARIZE.model_version,
         require_arize_credentials: bool = ARIZE.require_arize_credentials,
+        ledger_uri: str = ARIZE.ledger_uri,
+        resend_uncertain: bool = ARIZE.resend_uncertain,
         baseline_environment: str = DRIFT.baseline_environment,
         drift_window: str = DRIFT.drift_window,
         false_alarm_rate: float = DRIFT.false_alarm_rate,
         drift_resamples: int = DRIFT.drift_resamples,
+        min_window_rows: int = DRIFT.min_window_rows,
         projection: str = DRIFT.projection,
         seed: int = DRIFT.seed,
         history_uri: str = DRIFT.history_uri,
         kfp_ui_host: str = "",
     ) -> MonitoringOutputs:
-        """Per-run parameters: the batch's folder and day, the model and baseline folders, the stages' settings.
+        """Per-run parameters: the batch and its day, the model and baseline folders, the stages' settings.
 
-        ``production_uri``: the production batch (a data-stage Dataset folder), ``{date}`` in it
-        filled with ``batch_date`` or the run's scheduled date; ``model_uri``: a trained Model
-        folder; ``baseline_uri``: a stored prepared folder (the baseline); ``history_uri``: the drift
-        history every run adds its windows to. The run returns the drift alert and, when it fires,
-        notifies the webhook of the cluster's Secret.
+        ``production_uri``: the production batch in any form ingest reads (image files, a manifest,
+        a data-stage folder), ``{date}`` in it filled with ``batch_date`` or the run's scheduled
+        date; ``model_uri``: a trained Model folder; ``baseline_uri``: a stored prepared folder (the
+        baseline); ``history_uri``: the drift history every run adds its windows to. The run returns
+        the drift alert and status and, when the alert fires, notifies the webhook of the cluster's
+        Secret; when drift could test no window, it says so in a notice.
         """
-        # The batch is fetched by a task, never imported: an importer's URI can only be a constant or
-        # a pipeline input (backend/src/v2/component/importer_launcher.go, KFP 2.17.0), so it could
+        # The batch is read by tasks, never imported: an importer's URI can only be a constant or a
+        # pipeline input (backend/src/v2/component/importer_launcher.go, KFP 2.17.0), so it could
         # not hold the run's date, and reimport=False would reuse the artifact of a URI written
         # again. The schedule time placeholder is the whole value of the input, the only form the
         # driver replaces (backend/src/v2/driver/resolve.go).
-        fetch = configure(
-            stages.fetch_batch(
+        resolve = configure(
+            stages.resolve_batch(
                 production_uri=production_uri,
                 batch_date=batch_date,
                 schedule_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
             ),
-            "fetch-batch",
+            HELPER,  # never cached: helpers are not in CACHED_STAGES
             settings,
         )
-        fetch.set_caching_options(False)  # the same inputs may name a new batch: never from cache
-        batch = fetch.outputs["batch"]
+        # Any form of production data becomes the data-stage layout; a data-stage folder is copied
+        # unchanged. Never cached ("ingest" is not in CACHED_STAGES): the same URI may hold a new batch.
+        ingest = configure(
+            stages.ingest(
+                source_uri=resolve.outputs["batch_uri"],
+                source_kind=source_kind,
+                location_column=location_column,
+                timestamp_column=timestamp_column,
+                prediction_id_column=prediction_id_column,
+                label_column=label_column,
+                served_label_column=served_label_column,
+                served_score_column=served_score_column,
+                max_image_bytes=max_image_bytes,
+                max_image_side=max_image_side,
+                time_fallback=time_fallback,
+            ),
+            "ingest",
+            settings,
+        )
+        batch = ingest.outputs["batch"]
         # Model and baseline are versioned folders that are never rewritten (a new model or baseline
         # goes to a new URI): importing them once per URI is right. No display name: the importer
         # records its task under it and later drivers look producers up by task key
@@ -326,7 +432,7 @@ def build_monitoring_pipeline(
         model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False)
         baseline = dsl.importer(artifact_uri=baseline_uri, artifact_class=Dataset, reimport=False)
         embeddings = _embed_shards(
-            stages, settings, batch, model.output, schema.PRODUCTION, num_shards, embed_batch_size
+            stages, settings, batch, model.output, schema.PRODUCTION, num_shards, embed_batch_size, allow_cpu
         )
         prepare, drift = _prepare_and_monitor(
             stages,
@@ -339,20 +445,24 @@ def build_monitoring_pipeline(
                 arize_model_name=arize_model_name,
                 model_version=model_version,
                 require_arize_credentials=require_arize_credentials,
+                ledger_uri=ledger_uri,
+                resend_uncertain=resend_uncertain,
             ),
             drift_args=dict(
                 baseline_environment=baseline_environment,
                 drift_window=drift_window,
                 false_alarm_rate=false_alarm_rate,
                 drift_resamples=drift_resamples,
+                min_window_rows=min_window_rows,
                 projection=projection,
                 seed=seed,
                 history_uri=history_uri,
             ),
             # The batch's newest row moves to the last second of its day: each run's rows (and so
             # its windows in the history) are on its own date.
-            prepare_args=dict(now=fetch.outputs["batch_end"]),
+            prepare_args=dict(now=resolve.outputs["batch_end"]),
         )
+        # kfp.local resolves a condition on a task's single output only (helpers.alert_gate).
         gate = configure(stages.alert_gate(alert=drift.outputs["alert"]), HELPER, settings)
         with dsl.If(gate.output == True, name="embedding-drift"):  # noqa: E712 - a KFP condition, not Python
             configure(
@@ -371,18 +481,35 @@ def build_monitoring_pipeline(
                 "notify",
                 settings,
             )
+        status = configure(stages.status_gate(status=drift.outputs["status"]), HELPER, settings)
+        # No window could be tested: no verdict, and the run says so (a notice; no webhook message).
+        with dsl.If(status.output == helpers.INSUFFICIENT_DATA, name="insufficient-data"):
+            configure(
+                stages.insufficient_data(
+                    report=drift.outputs["report"],
+                    metrics=drift.outputs["metrics"],
+                    batch_uri=resolve.outputs["batch_uri"],
+                    batch_date=resolve.outputs["batch_date"],
+                ),
+                HELPER,
+                settings,
+            )
         return MonitoringOutputs(
             alert=gate.output,
+            status=status.output,
             report=drift.outputs["report"],
             drift_table=drift.outputs["drift_table"],
             prepared=prepare.outputs["prepared"],
+            rejected=ingest.outputs["rejected"],
+            ingest_summary=ingest.outputs["summary"],
         )
 
     return dsl.pipeline(
         name=PIPELINE_NAMES[MONITORING],
-        description="Fetches the run's production batch (one per day), embeds it with a trained model, "
-        "logs it to Arize, compares its embeddings with a stored baseline and adds its windows to the "
-        "drift history; raises an alert and notifies a webhook on drift.",
+        description="Ingests the run's production batch (one per day: image files, a prediction log or a "
+        "data-stage folder), embeds it with a trained model, logs it to Arize, compares its embeddings with "
+        "a stored baseline and adds its windows to the drift history; raises an alert and notifies a "
+        "webhook on drift, and says so when no window could be tested.",
     )(documented(monitoring))
 
 

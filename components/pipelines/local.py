@@ -106,11 +106,17 @@ def _drift(outputs):
     return ", ".join(parts)
 
 
-def _fetch_batch(outputs):
+def _resolve_batch(outputs):
+    day, uri = outputs.get("batch_date"), outputs.get("batch_uri")
+    return f"{day}: {uri}" if isinstance(day, str) and isinstance(uri, str) else ""
+
+
+def _ingest(outputs):
     meta = _metadata(outputs, "batch")
-    if "batch_date" not in meta:
+    if "rows" not in meta:
         return ""
-    return f"{meta['batch_date']}, {_count(meta.get('files') or 0)} files, {_count(meta.get('bytes') or 0)} bytes"
+    kind = f" ({meta['source_kind']})" if meta.get("source_kind") else ""
+    return f"{_count(meta['rows'])} rows{kind}, {_count(meta.get('rejected') or 0)} kept aside"
 
 
 def _shard_indices(outputs):
@@ -122,7 +128,11 @@ def _alert_gate(outputs):
     return f"alert {outputs['Output']}" if "Output" in outputs else ""
 
 
-def _drift_alert(outputs):
+def _status_gate(outputs):
+    return f"status {outputs['Output']}" if "Output" in outputs else ""
+
+
+def _notice(outputs):
     notice = getattr(outputs.get("notice"), "path", None)
     return f"notice: {notice}" if notice else ""
 
@@ -134,10 +144,13 @@ FIGURES: dict[str, Callable[[dict[str, Any]], str]] = {
     "prepare": _prepare,
     "arize": _arize,
     "drift": _drift,
-    "fetch-batch": _fetch_batch,
+    "resolve-batch": _resolve_batch,
+    "ingest": _ingest,
     "shard-indices": _shard_indices,
     "alert-gate": _alert_gate,
-    "drift-alert": _drift_alert,
+    "drift-alert": _notice,
+    "status-gate": _status_gate,
+    "insufficient-data": _notice,
 }
 """Task name -> its figures (an empty string when its outputs lack them, e.g. a stand-in stage)."""
 
@@ -306,7 +319,7 @@ def _without_schedule_time(resolve: Callable[..., str]) -> Callable[..., str]:
 
     kfp.local 2.17 does not know ``{{$.pipeline_job_schedule_time_utc}}``: it reads it as an input
     placeholder and fails with "list index out of range" (even inside the executor input's JSON). A
-    local run has no schedule: the task gets "", which the monitoring pipeline's fetch-batch reads
+    local run has no schedule: the task gets "", which the monitoring pipeline's resolve-batch reads
     as "no schedule time" (today's date). On a cluster the driver replaces it with the scheduled
     time (only as a whole value, backend/src/v2/driver/resolve.go).
     """
@@ -384,8 +397,8 @@ def run_local(
 
     Prints one line per finished task on ``out`` (default: stdout), warnings and errors on ``err``
     (default: stderr); ``verbose`` adds kfp.local's detail. Returns the paths of the pipeline's
-    output artifacts (and ``alert`` for monitoring); ``report`` is a copy of the drift report named
-    ``drift_report.html`` beside the run's task folders.
+    output artifacts (and ``alert``, ``status`` for monitoring); ``report`` is a copy of the drift
+    report named ``drift_report.html`` beside the run's task folders.
     """
     from kfp import local
 

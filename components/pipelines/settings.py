@@ -20,16 +20,16 @@ from typing import Any
 from kfp import kubernetes
 
 GPU_STAGES = ("train", "embed")
-# Stages and helpers that use components.common.storage: the object-store Secret and endpoint.
-STORAGE_STAGES = ("prepare", "arize", "drift", "fetch-batch")
-# Stages whose re-run with the same inputs gives the same result: cached. Not cached: prepare
-# (its timestamps are shifted to the time it runs, now=""), arize (it logs to an external
-# service; a re-run must log again), fetch-batch (the same URI may hold a new batch) and notify
-# (a message is sent each time).
+# Stages that use components.common.storage: the object-store Secret and endpoint.
+STORAGE_STAGES = ("ingest", "prepare", "arize", "drift")
+# Stages whose re-run with the same inputs gives the same result: cached. Not cached: ingest (the
+# same URI may hold a new batch: a scheduled run must read what is there now), prepare (its
+# timestamps are shifted to the time it runs, now=""), arize (it logs to an external service; a
+# re-run must log again), notify (a message is sent each time) and the helpers (the batch's
+# resolution among them: its date may come from the run's schedule time).
 CACHED_STAGES = ("data", "train", "embed", "drift")
 HELPER = "helper"  # the resources of the small components that belong to no stage
 NOTIFY = "notify"  # the drift notification: reads the webhook Secret
-FETCH_BATCH = "fetch-batch"  # copies the run's production batch from object storage
 
 ARIZE_SECRET_KEYS = {"api-key": "ARIZE_API_KEY", "space-id": "ARIZE_SPACE_ID"}
 STORAGE_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
@@ -74,8 +74,9 @@ def _seconds(duration: str) -> int:
 # Per stage. train: the cluster profile fine-tunes ResNet-50 in well under an hour on one L4, and a
 # retried train resumes from its last epoch checkpoint; 6 h covers a slow first attempt that fails
 # late, the backoff, and a whole second attempt. embed: a shard of a large split on a GPU; 2 h.
-# data, prepare, arize, drift: minutes each; 1 h leaves room for two retries. Helpers (shard list,
-# alert gate, notice, notification, batch fetch): seconds; 15 min.
+# data, ingest, prepare, arize, drift: minutes each (ingest: about a minute per 100,000 images); 1 h
+# leaves room for two retries. Helpers (batch resolution, shard list, gates, notices, notification):
+# seconds; 15 min.
 DEFAULT_RETRIES: dict[str, Retry] = {
     "data": Retry(2, "60s", 2.0, "3600s"),
     "train": Retry(1, "120s", 2.0, "21600s"),
@@ -83,7 +84,7 @@ DEFAULT_RETRIES: dict[str, Retry] = {
     "prepare": Retry(2, "60s", 2.0, "3600s"),
     "arize": Retry(2, "60s", 2.0, "3600s"),
     "drift": Retry(2, "60s", 2.0, "3600s"),
-    FETCH_BATCH: Retry(2, "30s", 2.0, "900s"),
+    "ingest": Retry(2, "60s", 2.0, "3600s"),
     NOTIFY: Retry(2, "30s", 2.0, "900s"),
     HELPER: Retry(2, "30s", 2.0, "900s"),
 }
@@ -95,7 +96,7 @@ CLUSTER_RESOURCES: dict[str, Resources] = {
     "prepare": Resources("1", "4Gi"),
     "arize": Resources("1", "2Gi"),
     "drift": Resources("2", "8Gi"),
-    FETCH_BATCH: Resources("250m", "1Gi"),
+    "ingest": Resources("2", "4Gi"),
     HELPER: Resources("100m", "256Mi"),
 }
 
@@ -109,7 +110,7 @@ KIND_RESOURCES: dict[str, Resources] = {
     "prepare": Resources("250m", "1Gi", "3Gi"),
     "arize": Resources("100m", "512Mi", "2Gi"),
     "drift": Resources("500m", "1Gi", "4Gi"),
-    FETCH_BATCH: Resources("100m", "256Mi", "1Gi"),
+    "ingest": Resources("250m", "512Mi", "2Gi"),
     HELPER: Resources("50m", "128Mi", "256Mi"),
 }
 
@@ -193,9 +194,9 @@ def settings_for(target: str = CLUSTER_TARGET, **overrides: Any) -> ClusterSetti
 def configure(task, stage: str, settings: ClusterSettings):  # noqa: ANN001, ANN201 - a KFP PipelineTask
     """Cluster settings of one task: resources, GPU, retries, caching, secrets. Local runs ignore them.
 
-    ``stage`` is a stage name, ``notify`` (the drift notification: the webhook Secret's ``url`` as
-    ``DRIFT_WEBHOOK_URL``, optional), ``fetch-batch`` (the production batch: storage Secret and
-    endpoint, never cached) or ``helper`` (any other small component).
+    ``stage`` is a stage name (``ingest``: the production batch, storage Secret and endpoint, never
+    cached), ``notify`` (the drift notification: the webhook Secret's ``url`` as
+    ``DRIFT_WEBHOOK_URL``, optional) or ``helper`` (any other small component, never cached).
     """
     res = settings.resources_of(stage)
     task.set_cpu_request(res.cpu).set_memory_request(res.memory)
@@ -223,8 +224,8 @@ def configure(task, stage: str, settings: ClusterSettings):  # noqa: ANN001, ANN
         # Optional: without the Secret nothing is sent, and the task says so.
         kubernetes.use_secret_as_env(task, settings.webhook_secret, WEBHOOK_SECRET_KEYS, optional=True)
     if stage in STORAGE_STAGES:
-        # prepare uploads the images records link to; arize and drift read them back; fetch-batch
-        # reads the production batch (minio://, s3:// or gs://).
+        # ingest reads the production batch (minio://, s3:// or gs://); prepare uploads the images
+        # records link to; arize and drift read them back (and arize keeps its ledger there).
         kubernetes.use_secret_as_env(task, settings.storage_secret, STORAGE_SECRET_KEYS, optional=True)
         if settings.storage_endpoint:
             task.set_env_variable("AWS_ENDPOINT_URL", settings.storage_endpoint)

@@ -21,11 +21,13 @@ ComponentFactory = Callable[[ImageSet | None], PythonComponent]
 """What builds one component for an :class:`ImageSet`: a stage's ``component`` function."""
 
 HELPER_FACTORIES: dict[str, ComponentFactory] = {
-    "fetch_batch": helpers.fetch_batch_component,
+    "resolve_batch": helpers.resolve_batch_component,
     "shard_indices": helpers.shard_indices_component,
     "alert_gate": helpers.alert_gate_component,
     "drift_alert": helpers.drift_alert_component,
     "notify_drift": helpers.notify_drift_component,
+    "status_gate": helpers.status_gate_component,
+    "insufficient_data": helpers.insufficient_data_component,
 }
 
 
@@ -45,16 +47,19 @@ class Stages:
     """Every component of the pipelines, built for one :class:`ImageSet`."""
 
     data: PythonComponent
+    ingest: PythonComponent  # the monitoring run's production batch, as it arrives -> data-stage layout
     train: PythonComponent
     embed: PythonComponent
     prepare: PythonComponent
     arize: PythonComponent
     drift: PythonComponent
-    fetch_batch: PythonComponent  # the monitoring run's production batch (prepare image)
+    resolve_batch: PythonComponent  # which batch the monitoring run reads: {date} filled (ingest image)
     shard_indices: PythonComponent  # the embed fan-out's list (prepare image)
     alert_gate: PythonComponent  # drift's alert as the single output dsl.If tests (drift image)
     drift_alert: PythonComponent  # the notice written when drift raised its alert (drift image)
     notify_drift: PythonComponent  # the webhook message sent when drift raised its alert
+    status_gate: PythonComponent  # drift's status as the single output dsl.If tests (drift image)
+    insufficient_data: PythonComponent  # the notice written when drift could test no window (drift image)
 
     @classmethod
     def build(

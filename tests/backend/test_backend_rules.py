@@ -30,7 +30,7 @@ from components.common.images import STAGES
 from components.pipelines import cli, client
 from components.pipelines.definitions import compile_pipelines
 from components.pipelines.settings import (
-    FETCH_BATCH,
+    CACHED_STAGES,
     HELPER,
     KIND_TARGET,
     NOTIFY,
@@ -45,8 +45,10 @@ DOCS = (ROOT / "README.md", ROOT / "pipelines" / "README.md", ROOT / "manifests"
 PIPELINES = ("training", "monitoring")
 SOURCES = ("golden", "cluster", KIND_TARGET)
 GPU_STAGES = ("train", "embed")
-# The task of the monitoring pipeline that brings the run's production batch in.
-FETCH_COMPONENT = "comp-fetch-batch"
+# The tasks of the monitoring pipeline that bring the run's production batch in: which batch (the
+# date from the schedule time or batch_date), and reading it in whatever form it comes.
+RESOLVE_COMPONENT = "comp-resolve-batch"
+INGEST_COMPONENT = "comp-ingest"
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
 
 
@@ -90,7 +92,7 @@ def _stage_of(component_ref: str) -> str:
     name = re.sub(r"-\d+$", "", component_ref.removeprefix("comp-"))
     if name in STAGES:
         return name
-    return {"fetch-batch": FETCH_BATCH, "notify-drift": NOTIFY}.get(name, HELPER)
+    return {"notify-drift": NOTIFY}.get(name, HELPER)
 
 
 def _settings(source: str) -> ClusterSettings:
@@ -133,8 +135,10 @@ def test_the_monitoring_batch_cannot_be_served_from_cache(compiled):
     # artifact already recorded for the same URI, and backend/src/v2/cacheutils/cache.go builds a
     # task's cache key from its input artifacts' names and its parameter values: a daily batch
     # written again at the same URI would be embedded once and then served from cache forever. So the
-    # batch must not come from an importer of production_uri, and the task that fetches it must not be
-    # cached.
+    # batch must not come from an importer of production_uri, and neither the task that names it
+    # (resolve-batch) nor the one that reads it (ingest) may be cached: every task downstream gets a
+    # new batch artifact, so their cache keys change with it.
+    assert "ingest" not in CACHED_STAGES
     for source in SOURCES:
         spec, _ = compiled[(source, "monitoring")]
         tasks = dict(_tasks(spec))
@@ -145,9 +149,21 @@ def test_the_monitoring_batch_cannot_be_served_from_cache(compiled):
                 assert uri.get("componentInputParameter") != "production_uri", (
                     f"{source}: importer {key!r} imports production_uri (reused from MLMD, cached)"
                 )
-        fetch = [t for t in tasks.values() if t["componentRef"]["name"] == FETCH_COMPONENT]
-        assert len(fetch) == 1, f"{source}: expected one {FETCH_COMPONENT} task"
-        assert not fetch[0].get("cachingOptions", {}).get("enableCache", False), f"{source}: fetch is cached"
+        for component in (RESOLVE_COMPONENT, INGEST_COMPONENT):
+            found = [t for t in tasks.values() if t["componentRef"]["name"] == component]
+            assert len(found) == 1, f"{source}: expected one {component} task"
+            assert not found[0].get("cachingOptions", {}).get("enableCache", False), (
+                f"{source}: {component} is cached"
+            )
+        (ingest,) = [t for t in tasks.values() if t["componentRef"]["name"] == INGEST_COMPONENT]
+        # ingest reads the URI resolve-batch names, never production_uri with {date} unfilled.
+        assert ingest["inputs"]["parameters"]["source_uri"]["taskOutputParameter"]["producerTask"] == (
+            "resolve-batch"
+        )
+        # What embed reads is ingest's output, not an artifact that could be an older run's.
+        loop = next(c for n, c in spec["components"].items() if n.startswith("comp-for-loop"))
+        embed = loop["dag"]["tasks"]["embed"]["inputs"]["artifacts"]["dataset"]
+        assert embed == {"componentInputArtifact": "pipelinechannel--ingest-batch"}, source
 
 
 def test_the_batch_date_comes_from_the_schedule_time_placeholder_as_a_whole_value(compiled):
@@ -156,11 +172,18 @@ def test_the_batch_date_comes_from_the_schedule_time_placeholder_as_a_whole_valu
     # hand: their creation time). Inside a longer string it would stay literal.
     for source in SOURCES:
         spec, _ = compiled[(source, "monitoring")]
-        (fetch,) = [t for _, t in _tasks(spec) if t["componentRef"]["name"] == FETCH_COMPONENT]
+        (resolve,) = [t for _, t in _tasks(spec) if t["componentRef"]["name"] == RESOLVE_COMPONENT]
         values = [
-            p.get("runtimeValue", {}).get("constant") for p in fetch["inputs"].get("parameters", {}).values()
+            p.get("runtimeValue", {}).get("constant")
+            for p in resolve["inputs"].get("parameters", {}).values()
         ]
-        assert SCHEDULE_TIME_PLACEHOLDER in values, f"{source}: the fetch task does not get the schedule time"
+        assert SCHEDULE_TIME_PLACEHOLDER in values, f"{source}: resolve-batch does not get the schedule time"
+        # and nowhere is the placeholder part of a longer constant
+        for key, task in _tasks(spec):
+            for name, param in task.get("inputs", {}).get("parameters", {}).items():
+                constant = param.get("runtimeValue", {}).get("constant")
+                if isinstance(constant, str) and SCHEDULE_TIME_PLACEHOLDER in constant:
+                    assert constant == SCHEDULE_TIME_PLACEHOLDER, f"{source}: {key}.{name} = {constant!r}"
 
 
 # ---- GPU -----------------------------------------------------------------------------------------

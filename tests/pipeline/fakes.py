@@ -34,6 +34,10 @@ def data(
     window_days: int = 2,
     degraded_share: float = 0.5,
     seed: int = 0,
+    hub_image_column: str = "image",
+    hub_label_column: str = "label",
+    hub_train_split: str = "train",
+    hub_test_split: str = "test",
 ):
     import os
 
@@ -41,7 +45,7 @@ def data(
     open(os.path.join(dataset.path, "rows.txt"), "w").write(
         f"{training_size},{validation_size},{production_size}"
     )
-    # what save_to_disk writes: the monitoring pipeline's fetch-batch checks it names production
+    # what save_to_disk writes: a data-stage folder, as the monitoring pipeline's ingest reads it
     open(os.path.join(dataset.path, "dataset_dict.json"), "w").write(
         '{"splits": ["training", "validation", "production"]}'
     )
@@ -53,6 +57,33 @@ def data(
     }
     dataset.metadata["degraded"] = {"none": training_size + validation_size, "rotate": 2, "blur": 1}
     open(sample_grid.path, "wb").write(b"png")
+
+
+def ingest(
+    batch: Output[Dataset],
+    rejected: Output[Dataset],
+    summary: Output[Markdown],
+    source_uri: str,
+    source_kind: str = "auto",
+    location_column: str = "image_uri",
+    timestamp_column: str = "timestamp",
+    prediction_id_column: str = "prediction_id",
+    label_column: str = "label",
+    served_label_column: str = "prediction_label",
+    served_score_column: str = "prediction_score",
+    max_image_bytes: int = 20_000_000,
+    max_image_side: int = 1024,
+    time_fallback: str = "mtime",
+):
+    import os
+    import shutil
+
+    if not os.path.isdir(source_uri):
+        raise FileNotFoundError(f"fake ingest: no folder at {source_uri}")
+    shutil.copytree(source_uri, batch.path)
+    open(rejected.path, "wb").write(b"")
+    open(summary.path, "w").write(f"# Ingest\n\n- source: `{source_uri}`, read as {source_kind}\n")
+    batch.metadata.update({"source_uri": source_uri, "source_kind": "dataset", "rows": 5, "rejected": 0})
 
 
 def train(
@@ -67,6 +98,7 @@ def train(
     learning_rate: float = 0.0,
     max_steps: int = -1,
     seed: int = 0,
+    allow_cpu: bool = False,
 ):
     import logging
     import os
@@ -88,6 +120,7 @@ def embed(
     shard_index: int = 0,
     num_shards: int = 1,
     embed_batch_size: int = 8,
+    allow_cpu: bool = False,
 ):
     import os
 
@@ -122,6 +155,8 @@ def arize(
     model_version: str = "",
     require_arize_credentials: bool = False,
     chunk_rows: int = 1000,
+    ledger_uri: str = "",
+    resend_uncertain: bool = False,
 ):
     open(summary.path, "w").write("# arize: nothing logged")
     summary.metadata["sent"] = False
@@ -137,9 +172,11 @@ def drift(
     drift_window: str = "daily",
     false_alarm_rate: float = 0.01,
     drift_resamples: int = 1000,
+    min_window_rows: int = 20,
     projection: str = "umap",
     seed: int = 0,
     history_uri: str = "",
+    image_store: str = "",
 ) -> NamedTuple("Outputs", [("alert", bool), ("status", str)]):
     import os
     from collections import namedtuple
@@ -166,6 +203,9 @@ def drift(
     )
     metrics.log_metric("drift_score", 1.0)
     drift_table.metadata.update({"windows": 7, "flagged": 3})
+    if min_window_rows > 1000:  # no window has that many rows: nothing tested, no verdict
+        drift_table.metadata.update({"flagged": 0})
+        return namedtuple("Outputs", ["alert", "status"])(False, "insufficient-data")
     return namedtuple("Outputs", ["alert", "status"])(True, "drift")
 
 
@@ -181,6 +221,10 @@ def failing_data(
     window_days: int = 2,
     degraded_share: float = 0.5,
     seed: int = 0,
+    hub_image_column: str = "image",
+    hub_label_column: str = "label",
+    hub_train_split: str = "train",
+    hub_test_split: str = "test",
 ):
     """A data stage that logs 40 numbered lines, then fails."""
     for i in range(40):
@@ -192,6 +236,7 @@ FACTORIES = {
     stage: (lambda images, f=func, s=stage: build_component(f, s, images))
     for stage, func in {
         "data": data,
+        "ingest": ingest,
         "train": train,
         "embed": embed,
         "prepare": prepare,

@@ -17,15 +17,28 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "pipelines"
 # Component -> the stage whose image runs it (helpers run in the slim images of prepare and drift).
 COMPONENT_STAGE = {stage: stage for stage in STAGES} | {
-    "fetch-batch": "prepare",
+    "resolve-batch": "ingest",
     "shard-indices": "prepare",
     "drift-alert": "drift",
     "alert-gate": "drift",
     "notify-drift": "drift",
+    "status-gate": "drift",
+    "insufficient-data": "drift",
 }
-# Not cached: prepare and arize (see settings.CACHED_STAGES), the monitoring run's batch (the same URI
-# may hold a new batch), the notification, and the small helpers.
-UNCACHED = ("prepare", "arize", "fetch-batch", "notify-drift", "drift-alert", "shard-indices", "alert-gate")
+# Not cached: ingest, prepare and arize (see settings.CACHED_STAGES: ingest because the same URI may
+# hold a new batch), the notification, and the small helpers (the batch's resolution among them).
+UNCACHED = (
+    "ingest",
+    "prepare",
+    "arize",
+    "resolve-batch",
+    "notify-drift",
+    "drift-alert",
+    "shard-indices",
+    "alert-gate",
+    "status-gate",
+    "insufficient-data",
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +87,13 @@ def test_every_component_runs_in_its_own_stage_image(compiled, name):
         assert container["image"] == ImageSet().ref(stage), executor
 
 
-def test_every_stage_is_in_the_training_pipeline(compiled):
-    components = {_component_of(e) for e in _executors(compiled["training"][0])}
-    # ingest turns a raw production batch into the data-stage layout: no pipeline runs it yet (the
-    # monitoring pipeline's fetch-batch reads data-stage folders).
-    assert set(STAGES) - {"ingest"} <= components
+def test_every_stage_is_in_a_pipeline(compiled):
+    training = {_component_of(e) for e in _executors(compiled["training"][0])}
+    monitoring = {_component_of(e) for e in _executors(compiled["monitoring"][0])}
+    # ingest turns the production batch as it arrives into the data-stage layout: monitoring only
+    # (the training pipeline's data stage builds its own production split).
+    assert set(STAGES) - {"ingest"} <= training and "ingest" not in training
+    assert set(STAGES) - {"data", "train"} <= monitoring
 
 
 @pytest.mark.parametrize("name", ["training", "monitoring"])
@@ -138,7 +153,7 @@ def test_storage_credentials_reach_the_stages_that_use_storage(compiled, name):
     k8s = compiled[name][1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor, conf in k8s.items():
         names = {s["secretName"] for s in conf.get("secretAsEnv", [])}
-        uses_storage = _component_of(executor) in ("prepare", "arize", "drift", "fetch-batch")
+        uses_storage = _component_of(executor) in ("ingest", "prepare", "arize", "drift")
         assert ("mlpipeline-minio-artifact" in names) == uses_storage, executor
 
 
@@ -151,12 +166,12 @@ def test_embed_fans_out_and_is_gathered(compiled):
     assert embeddings["taskOutputArtifact"]["producerTask"].startswith("for-loop")
 
 
-def test_monitoring_fetches_its_batch_imports_model_and_baseline_and_alerts_on_drift(compiled):
+def test_monitoring_ingests_its_batch_imports_model_and_baseline_and_alerts_on_drift(compiled):
     spec = compiled["monitoring"][0]
     root = spec["root"]
     tasks = root["dag"]["tasks"]
     importers = sorted(n for n in tasks if "importer" in n)
-    assert len(importers) == 2  # the model and the baseline; the batch is fetched by a task
+    assert len(importers) == 2  # the model and the baseline; the batch is read by ingest
     for name in importers:
         # No display name: the importer records its task under it and later drivers look producers
         # up by task key (backend/src/v2/component/importer_launcher.go, driver/resolve.go, KFP
@@ -164,20 +179,55 @@ def test_monitoring_fetches_its_batch_imports_model_and_baseline_and_alerts_on_d
         assert tasks[name]["taskInfo"]["name"] == name
         uri = tasks[name]["inputs"]["parameters"]["uri"]["componentInputParameter"]
         assert uri in ("model_uri", "baseline_uri")
-    conditions = [t for n, t in tasks.items() if n.startswith("condition")]
-    assert len(conditions) == 1
-    alert_tasks = spec["components"][conditions[0]["componentRef"]["name"]]["dag"]["tasks"]
-    assert {"drift-alert", "notify-drift"} <= set(alert_tasks)
-    assert root["outputDefinitions"]["parameters"]["alert"]["parameterType"] == "BOOLEAN"
-    assert set(root["outputDefinitions"]["artifacts"]) == {"report", "drift_table", "prepared"}
+    conditions = {
+        t["taskInfo"]["name"]: spec["components"][t["componentRef"]["name"]]["dag"]["tasks"]
+        for n, t in tasks.items()
+        if n.startswith("condition")
+    }
+    assert set(conditions) == {"embedding-drift", "insufficient-data"}
+    assert set(conditions["embedding-drift"]) == {"drift-alert", "notify-drift"}
+    assert set(conditions["insufficient-data"]) == {"insufficient-data"}  # a notice, no webhook
+    outputs = root["outputDefinitions"]
+    assert outputs["parameters"]["alert"]["parameterType"] == "BOOLEAN"
+    assert outputs["parameters"]["status"]["parameterType"] == "STRING"
+    assert set(outputs["artifacts"]) == {"report", "drift_table", "prepared", "rejected", "ingest_summary"}
+    produced = spec["root"]["dag"]["outputs"]["artifacts"]
+    assert produced["rejected"]["artifactSelectors"] == [
+        {"outputArtifactKey": "rejected", "producerSubtask": "ingest"}
+    ]
+    assert produced["ingest_summary"]["artifactSelectors"] == [
+        {"outputArtifactKey": "summary", "producerSubtask": "ingest"}
+    ]
+
+
+def test_the_insufficient_data_branch_tests_drifts_status_through_its_gate(compiled):
+    from components.common import helpers
+    from components.drift.stage import INSUFFICIENT_DATA
+
+    assert helpers.INSUFFICIENT_DATA == INSUFFICIENT_DATA
+    spec = compiled["monitoring"][0]
+    tasks = spec["root"]["dag"]["tasks"]
+    gate = tasks["status-gate"]
+    assert gate["inputs"]["parameters"]["status"]["taskOutputParameter"] == {
+        "outputParameterKey": "status",
+        "producerTask": "drift",
+    }
+    (condition,) = [t for t in tasks.values() if t["taskInfo"]["name"] == "insufficient-data"]
+    assert condition["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--status-gate-Output'] == 'insufficient-data'"
+    )
+    assert spec["root"]["dag"]["outputs"]["parameters"]["status"]["valueFromParameter"] == {
+        "outputParameterKey": "Output",
+        "producerSubtask": "status-gate",
+    }
 
 
 def test_the_monitoring_batch_is_the_runs_own_and_never_cached(compiled):
     spec = compiled["monitoring"][0]
     tasks = spec["root"]["dag"]["tasks"]
-    fetch = tasks["fetch-batch"]
-    assert fetch.get("cachingOptions", {}).get("enableCache", False) is False
-    params = fetch["inputs"]["parameters"]
+    resolve = tasks["resolve-batch"]
+    assert resolve.get("cachingOptions", {}).get("enableCache", False) is False
+    params = resolve["inputs"]["parameters"]
     assert params["production_uri"] == {"componentInputParameter": "production_uri"}
     assert params["batch_date"] == {"componentInputParameter": "batch_date"}
     # The driver replaces the placeholder only when it is the whole constant value of an input
@@ -185,28 +235,41 @@ def test_the_monitoring_batch_is_the_runs_own_and_never_cached(compiled):
     assert params["schedule_time"] == {
         "runtimeValue": {"constant": dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER}
     }
-    # The fetched folder is what embed and prepare read; prepare puts its rows on the batch's date.
+    # ingest reads the resolved URI, in the form source_kind names (auto by default); never cached.
+    ingest = tasks["ingest"]
+    assert ingest.get("cachingOptions", {}).get("enableCache", False) is False
+    assert ingest["inputs"]["parameters"]["source_uri"]["taskOutputParameter"] == {
+        "outputParameterKey": "batch_uri",
+        "producerTask": "resolve-batch",
+    }
+    assert ingest["inputs"]["parameters"]["source_kind"] == {"componentInputParameter": "source_kind"}
+    # ingest's batch is what embed and prepare read; prepare puts its rows on the batch's date.
     prepare = tasks["prepare"]
     assert prepare["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "batch",
-        "producerTask": "fetch-batch",
+        "producerTask": "ingest",
     }
     assert prepare["inputs"]["parameters"]["now"]["taskOutputParameter"] == {
         "outputParameterKey": "batch_end",
-        "producerTask": "fetch-batch",
+        "producerTask": "resolve-batch",
     }
     loop = next(c for n, c in spec["components"].items() if n.startswith("comp-for-loop"))
     embed_dataset = loop["dag"]["tasks"]["embed"]["inputs"]["artifacts"]["dataset"]
-    assert embed_dataset == {"componentInputArtifact": "pipelinechannel--fetch-batch-batch"}
+    assert embed_dataset == {"componentInputArtifact": "pipelinechannel--ingest-batch"}
     root_params = spec["root"]["inputDefinitions"]["parameters"]
     assert root_params["batch_date"]["defaultValue"] == ""
+    assert root_params["source_kind"]["defaultValue"] == "auto"
     assert root_params["history_uri"]["defaultValue"] == ""
     assert root_params["kfp_ui_host"]["defaultValue"] == ""
 
 
 def test_the_notification_names_the_run_and_history_reaches_drift(compiled):
     spec = compiled["monitoring"][0]
-    condition = next(c for n, c in spec["components"].items() if n.startswith("comp-condition"))
+    condition = next(
+        spec["components"][t["componentRef"]["name"]]
+        for t in spec["root"]["dag"]["tasks"].values()
+        if t["taskInfo"]["name"] == "embedding-drift"
+    )
     notify = condition["dag"]["tasks"]["notify-drift"]
     params = notify["inputs"]["parameters"]
     assert params["run_id"] == {"runtimeValue": {"constant": dsl.PIPELINE_JOB_ID_PLACEHOLDER}}
@@ -218,6 +281,21 @@ def test_the_notification_names_the_run_and_history_reaches_drift(compiled):
         assert (
             compiled[name][0]["root"]["inputDefinitions"]["parameters"]["history_uri"]["defaultValue"] == ""
         )
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_one_image_store_and_one_allow_cpu_reach_every_stage_that_reads_them(compiled, name):
+    spec = compiled[name][0]
+    tasks = dict(_all_tasks(spec))
+    for task, param in [("prepare", "image_store"), ("drift", "image_store"), ("embed", "allow_cpu")]:
+        got = tasks[task]["inputs"]["parameters"][param]["componentInputParameter"]
+        assert got.removeprefix("pipelinechannel--") == param, (task, param)
+    if name == "training":
+        assert tasks["train"]["inputs"]["parameters"]["allow_cpu"] == {"componentInputParameter": "allow_cpu"}
+    for param in ("ledger_uri", "resend_uncertain"):
+        assert tasks["arize"]["inputs"]["parameters"][param] == {"componentInputParameter": param}
+    help_text = spec["root"]["inputDefinitions"]["parameters"]["ledger_uri"]["description"]
+    assert "minio://mlpipeline/arize-ledgers/" in help_text and "retr" in help_text
 
 
 def test_registry_tag_and_gpu_pool_are_compile_time_settings(tmp_path):
@@ -291,3 +369,20 @@ def test_every_pipeline_parameter_has_the_help_the_kfp_ui_shows(compiled, name):
     # the help of the stage Config's field of the same name
     field = next(f for f in dataclasses.fields(DriftConfig) if f.name == "false_alarm_rate")
     assert params["false_alarm_rate"]["description"] == help_of(field)
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_every_stage_input_is_fed_or_left_to_its_default_for_a_reason(compiled, name):
+    """A component field no pipeline sets is in definitions.LEFT_TO_DEFAULT, with its reason."""
+    from components.pipelines.definitions import LEFT_TO_DEFAULT
+
+    spec = compiled[name][0]
+    unfed = set()
+    for _, task in _all_tasks(spec):
+        component = task["componentRef"]["name"].removeprefix("comp-")
+        if component not in STAGES:
+            continue
+        given = set(task.get("inputs", {}).get("parameters", {}))
+        unfed |= {f"{component}.{p}" for p in set(_component_inputs(spec, f"comp-{component}")) - given}
+    assert unfed <= set(LEFT_TO_DEFAULT), sorted(unfed - set(LEFT_TO_DEFAULT))
+    assert all(reason.strip() for reason in LEFT_TO_DEFAULT.values())

@@ -115,9 +115,17 @@ def test_monitoring_runs_on_the_stored_training_outputs(training_run, tmp_path):
     ]  # fmt: skip
     out, _ = _run(args)
     assert out[-1].startswith("drift report: ")
-    monitored = _listing(out, 3)
+    monitored = _listing(out, 6)
+    assert set(monitored) == {"alert", "status", "drift_table", "prepared", "rejected", "ingest_summary"}
     assert monitored["alert"] in ("True", "False")
-    assert _progress(out)["alert-gate"] == f"alert {monitored['alert']}"
+    assert monitored["status"] in ("drift", "no-drift")  # 700 rows over 7 days: windows were tested
+    progress = _progress(out)
+    assert progress["alert-gate"] == f"alert {monitored['alert']}"
+    assert progress["status-gate"] == f"status {monitored['status']}"
+    # the data task's folder, read by ingest as a data-stage folder and copied unchanged
+    assert progress["ingest"] == "700 rows (dataset), 0 kept aside"  # its production rows
+    assert Path(monitored["ingest_summary"]).read_text().startswith("# Ingest")
+    assert pq.read_metadata(monitored["rejected"]).num_rows == 0
     production = pq.read_metadata(Path(monitored["prepared"]) / schema.prepared_file(schema.PRODUCTION))
     assert production.num_rows > 0
     assert not (Path(monitored["prepared"]) / schema.prepared_file(schema.TRAINING)).exists()

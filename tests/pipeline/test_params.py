@@ -45,6 +45,7 @@ def recording_train(
     learning_rate: float = 0.0,
     max_steps: int = -1,
     seed: int = 0,
+    allow_cpu: bool = False,
 ):
     import json
     import os
@@ -64,6 +65,8 @@ def recording_arize(
     model_version: str = "",
     require_arize_credentials: bool = False,
     chunk_rows: int = 1000,
+    ledger_uri: str = "",
+    resend_uncertain: bool = False,
 ):
     import json
 
@@ -327,7 +330,8 @@ def test_schedule_without_the_uris_says_which_and_sends_nothing(with_fake_stages
     line = _one_clear_line(capsys.readouterr().err)
     assert line.startswith(
         "pipeline.py schedule: fashion-drift-monitoring needs --param production_uri=... --param model_uri=... "
-        "--param baseline_uri=...; missing or empty: production_uri (the folder of the production batch), "
+        "--param baseline_uri=...; missing or empty: production_uri (the production batch in any form the "
+        "ingest stage reads), "
     )
     assert not fake_kfp.requests
 

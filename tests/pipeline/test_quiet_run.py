@@ -89,30 +89,56 @@ def test_a_failing_task_shows_its_whole_log_once(with_fake_stages, monkeypatch, 
     assert "fake data log line" not in captured.out
 
 
-def test_monitoring_reports_the_alert_branch(with_fake_stages, training_run, tmp_path, capsys):
+def _monitoring(training_run, out_dir: Path, **extra) -> tuple[list[str], str]:
+    """The monitoring pipeline of stand-ins on the training run's outputs: (stdout lines, stderr)."""
     lines, _ = training_run
     listed = dict(line.strip().split(": ", 1) for line in lines[-5:-1])
     dataset = Path(listed["data_card"]).parent / "dataset"
     params = {"production_uri": dataset, "model_uri": listed["model"], "baseline_uri": listed["prepared"]}
-    args = ["run", "--local", "--pipeline", "monitoring", "--output-dir", str(tmp_path / "monitoring")]
-    for name, value in params.items():
+    args = ["run", "--local", "--pipeline", "monitoring", "--output-dir", str(out_dir)]
+    for name, value in {**params, **extra}.items():
         args += ["--param", f"{name}={value}"]
-    assert cli.main(args) == 0
-    progress = _progress(capsys.readouterr().out.splitlines())
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert cli.main(args) == 0, err.getvalue()
+    return out.getvalue().splitlines(), err.getvalue()
+
+
+MONITORING_TASKS = {"resolve-batch", "ingest", "embed", "shard-indices", "prepare", "arize", "drift"}
+MONITORING_TASKS |= {"alert-gate", "status-gate"}
+
+
+def test_monitoring_reports_the_alert_branch(with_fake_stages, training_run, tmp_path):
+    lines, _ = _monitoring(training_run, tmp_path / "monitoring")
+    progress = _progress(lines)
     assert progress["alert-gate"] == "alert True"
+    assert progress["status-gate"] == "status drift"
     assert progress["drift-alert"].startswith("notice: ") and Path(progress["drift-alert"][8:]).is_file()
-    assert progress["fetch-batch"].endswith(" bytes")  # the batch (today's date: no {date} in the URI)
-    assert set(progress) == {
-        "fetch-batch",
-        "embed",
-        "shard-indices",
-        "prepare",
-        "arize",
-        "drift",
-        "alert-gate",
-        "drift-alert",
-        "notify-drift",
-    }
+    # the batch of today's date (no {date} in the URI), read by ingest
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}: /\S+/data/dataset", progress["resolve-batch"])
+    assert progress["ingest"] == "5 rows (dataset), 0 kept aside"
+    assert set(progress) == MONITORING_TASKS | {"drift-alert", "notify-drift"}
+    listed = dict(line.strip().split(": ", 1) for line in lines if line.startswith("  "))
+    assert set(listed) == {"alert", "status", "drift_table", "prepared", "rejected", "ingest_summary"}
+    assert (listed["alert"], listed["status"]) == ("True", "drift")
+    assert Path(listed["ingest_summary"]).read_text().startswith("# Ingest")
+
+
+def test_monitoring_says_when_drift_could_test_no_window(with_fake_stages, training_run, tmp_path):
+    # the stand-in drift reports insufficient-data when min_window_rows exceeds its windows' rows
+    lines, err = _monitoring(training_run, tmp_path / "monitoring", min_window_rows=5000)
+    progress = _progress(lines)
+    assert progress["status-gate"] == "status insufficient-data"
+    assert progress["alert-gate"] == "alert False"
+    notice = Path(progress["insufficient-data"].removeprefix("notice: "))
+    text = notice.read_text()
+    assert text.startswith("# Insufficient data: no drift verdict")
+    assert "/data/dataset`" in text and "min_window_rows" in text
+    assert set(progress) == MONITORING_TASKS | {"insufficient-data"}  # no alert, no webhook message
+    # and the run says so where warnings go
+    assert re.search(r"^insufficient-data: WARNING: insufficient data: no window of the batch", err, re.M), (
+        err
+    )
 
 
 def test_progress_line_layout():

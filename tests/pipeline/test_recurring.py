@@ -2,14 +2,17 @@
 
 One small data-stage build of real Fashion-MNIST whose production spans 2026-11-24 .. 2026-11-28,
 every row of 2026-11-26 degraded, is cut into one batch folder per day (``batches/<date>/``, a
-DatasetDict with a production split, as a daily export would write it). A briefly trained model
-and a baseline prepared folder come from the stage functions in-process. Then the monitoring
-pipeline runs once per day with ``production_uri=<root>/batches/{date}`` and ``batch_date=<day>``,
-all runs sharing one drift history, and a loopback HTTP server as the drift webhook
-(``DRIFT_WEBHOOK_URL`` in the environment, which kfp.local's task subprocesses inherit).
+DatasetDict with a production split, as a daily export would write it), except the degraded day,
+which arrives as production data does: a folder of PNG files with a ``manifest.csv`` (image path,
+timestamp, label, prediction id) and one row whose image is missing. A briefly trained model and a
+baseline prepared folder come from the stage functions in-process. Then the monitoring pipeline
+runs once per day with ``production_uri=<root>/batches/{date}`` and ``batch_date=<day>`` (ingest
+detects each folder's kind), all runs sharing one drift history, and a loopback HTTP server as the
+drift webhook (``DRIFT_WEBHOOK_URL`` in the environment, which kfp.local's task subprocesses inherit).
 
 Checked: each run adds its batch's window to the history; a repeated run of a day replaces it; only
-the degraded day raises the alert; the webhook receives exactly one message, naming that day.
+the degraded day (read from image files) raises the alert; its missing image is kept aside in the
+run's ``rejected`` output; the webhook receives exactly one message, naming that day.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from components.pipelines.local import run_local
 
 DAYS = ("2026-11-24", "2026-11-25", "2026-11-26", "2026-11-27", "2026-11-28")
 DEGRADED_DAY = "2026-11-26"
+IMAGES_DAY = DEGRADED_DAY  # this day's batch is a folder of image files with a CSV manifest
 ROWS_PER_DAY = 150  # enough for every detector to fire on the degraded day, clean days far from it
 # The pipeline's small settings: one embed shard, the quick projection, few resamples for 1 in 100.
 PARAMS = {
@@ -101,8 +105,34 @@ def inputs(fashion_dir, tmp_path_factory) -> dict[str, Path]:
         assert len(rows) == ROWS_PER_DAY
         degraded = set(rows[schema.DatasetColumns.DEGRADATION]) != {schema.DEGRADATION_NONE}
         assert degraded == (day == DEGRADED_DAY)
-        datasets.DatasetDict({schema.PRODUCTION: rows}).save_to_disk(str(root / "batches" / day))
+        if day == IMAGES_DAY:
+            _write_images_batch(rows, root / "batches" / day)
+        else:
+            datasets.DatasetDict({schema.PRODUCTION: rows}).save_to_disk(str(root / "batches" / day))
     return {"root": root, "model": root / "model", "baseline": root / "baseline"}
+
+
+def _write_images_batch(rows, folder: Path) -> None:
+    """``rows`` as production data arrives: PNG files and a manifest.csv, plus one row whose image is missing."""
+    import datasets
+
+    C = schema.DatasetColumns
+    raw = rows.cast_column(C.IMAGE, datasets.Image(decode=False))
+    (folder / "images").mkdir(parents=True)
+    records = []
+    for i, row in enumerate(raw):
+        name = f"images/{i:04d}.png"
+        (folder / name).write_bytes(row[C.IMAGE]["bytes"])
+        records.append(
+            {
+                "image_uri": name,
+                "timestamp": row[C.PREDICTION_TS].isoformat(),
+                "label": schema.CLASS_NAMES[row[C.LABEL]],
+                "prediction_id": f"{IMAGES_DAY}-{i:04d}",
+            }
+        )
+    records.append({**records[0], "image_uri": "images/gone.png", "prediction_id": f"{IMAGES_DAY}-gone"})
+    pd.DataFrame(records).to_csv(folder / "manifest.csv", index=False)
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -162,7 +192,13 @@ def test_five_daily_runs_one_alert_one_message(inputs, webhook, tmp_path):
     alerts = {}
     for n, day in enumerate(DAYS, start=1):
         paths, out = _run(inputs, tmp_path / f"run-{day}", day, history)
-        assert "fetch-batch" in out and f"{day}, " in out  # the batch of that day was fetched
+        assert re.search(rf"^resolve-batch .*  {day}: \S+/batches/{day}$", out, re.M), out  # that day's batch
+        if day == IMAGES_DAY:  # image files through the manifest; the missing one kept aside
+            assert re.search(rf"^ingest .*  {ROWS_PER_DAY} rows \(manifest\), 1 kept aside$", out, re.M), out
+            rejected = pd.read_parquet(paths["rejected"])
+            assert rejected["reason"].tolist() == ["missing"] and "gone.png" in rejected["location"][0]
+        else:  # a data-stage folder, copied unchanged
+            assert re.search(rf"^ingest .*  {ROWS_PER_DAY} rows \(dataset\), 0 kept aside$", out, re.M), out
         alerts[day] = paths["alert"]
         # The history grows by this batch's one daily window, on the batch's date.
         assert _windows(history) == list(DAYS[:n]), out

@@ -1,4 +1,4 @@
-"""ClusterSettings: the compile targets, retries per stage, and what configure gives notify and fetch-batch."""
+"""ClusterSettings: the compile targets, retries per stage, and what configure gives notify, ingest and helpers."""
 
 import pytest
 import yaml
@@ -6,7 +6,6 @@ from kfp import compiler, dsl
 
 from components.pipelines.settings import (
     DEFAULT_RETRIES,
-    FETCH_BATCH,
     HELPER,
     KIND_RESOURCES,
     NOTIFY,
@@ -59,8 +58,9 @@ def _compiled_task(stage: str, tmp_path) -> tuple[dict, dict, dict]:
 
     path = tmp_path / "p.yaml"
     compiler.Compiler().compile(p, str(path))
-    spec, platform = list(yaml.safe_load_all(path.read_text()))
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-step"]
+    spec, *platform = list(yaml.safe_load_all(path.read_text()))  # no platform spec: no Kubernetes setting
+    executors = platform[0]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if platform else {}
+    k8s = executors.get("exec-step", {})
     return spec["root"]["dag"]["tasks"]["step"], spec["deploymentSpec"]["executors"]["exec-step"], k8s
 
 
@@ -72,10 +72,21 @@ def test_notify_reads_the_webhook_secret_optionally(tmp_path):
     assert not task.get("cachingOptions", {}).get("enableCache", False)
 
 
-def test_fetch_batch_is_small_uncached_and_reads_the_object_store(tmp_path):
-    task, executor, k8s = _compiled_task(FETCH_BATCH, tmp_path)
-    assert not task.get("cachingOptions", {}).get("enableCache", False)
-    assert executor["container"]["resources"]["memoryRequest"] <= 1024**3
+def test_ingest_is_uncached_and_reads_the_object_store(tmp_path):
+    task, executor, k8s = _compiled_task("ingest", tmp_path)
+    assert not task.get("cachingOptions", {}).get("enableCache", False)  # the same URI may hold a new batch
+    assert executor["container"]["resources"]["memoryRequest"] <= 4 * 1024**3
     (secret,) = k8s["secretAsEnv"]
     assert secret["secretName"] == "mlpipeline-minio-artifact" and secret["optional"] is True
+    assert task["retryPolicy"]["backoffMaxDuration"] == "3600s"
+    endpoint = ClusterSettings(storage_endpoint="http://seaweedfs.kubeflow:8333")
+    assert endpoint.resources_of("ingest") == ClusterSettings().resources_of("ingest")
+    assert KIND_RESOURCES["ingest"].memory_limit
+
+
+def test_helpers_are_small_and_uncached(tmp_path):
+    task, executor, k8s = _compiled_task(HELPER, tmp_path)
+    assert not task.get("cachingOptions", {}).get("enableCache", False)
+    assert executor["container"]["resources"]["memoryRequest"] <= 256 * 1024**2
+    assert not k8s.get("secretAsEnv")
     assert task["retryPolicy"]["backoffMaxDuration"] == "900s"

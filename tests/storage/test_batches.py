@@ -1,16 +1,14 @@
-"""Which day a monitoring run processes, and fetching that day's batch (components.common.batches)."""
+"""Which day a monitoring run processes and where its batch is (components.common.batches)."""
 
 from __future__ import annotations
 
 import json
 from datetime import date
 
-import boto3
 import pytest
 from kfp import dsl
 
 from components.common import batches
-from components.common.storage import StorageConfig
 
 TODAY = date(2026, 11, 30)
 
@@ -75,74 +73,39 @@ def test_the_uri_gets_the_date_only_where_it_asks_for_it():
         batches.batch_uri(" ", day)
 
 
-def test_a_local_batch_is_fetched(tmp_path):
-    _write_batch(tmp_path / "batches" / "2026-11-24", ("training", "production"))
-    dest = tmp_path / "out"
-    fetched = batches.fetch_batch(str(tmp_path / "batches" / "{date}"), "2026-11-24", "", dest, today=_today)
-    assert fetched.uri == str(tmp_path / "batches" / "2026-11-24")
-    assert (dest / "production" / "data-00000-of-00001.arrow").read_bytes() == b"rows of production"
-    meta = fetched.metadata()
-    assert meta["batch_date"] == "2026-11-24" and meta["source_uri"] == fetched.uri
-    assert meta["files"] == 3 and meta["bytes"] == sum(
-        p.stat().st_size for p in dest.rglob("*") if p.is_file()
+def test_the_batch_is_resolved_not_copied(tmp_path):
+    resolved = batches.resolve_batch(str(tmp_path / "batches" / "{date}"), "", "2026-11-25T06:00:00Z", _today)
+    assert resolved.uri == str(tmp_path / "batches" / "2026-11-25")
+    assert resolved.day.iso == "2026-11-25" and resolved.day.end == "2026-11-25T23:59:59Z"
+    assert not (tmp_path / "batches").exists()  # nothing read or written: ingest reads the URI
+    assert (
+        batches.resolve_batch("gs://b/daily/{date}/m.csv", "", "", _today).uri
+        == "gs://b/daily/2026-11-30/m.csv"
     )
-    assert meta["splits"] == ["training", "production"]
+    with pytest.raises(ValueError, match="production_uri is empty"):
+        batches.resolve_batch("", "2026-11-24", "", _today)
 
 
-def test_a_missing_batch_names_the_uri_and_the_date(tmp_path):
+def test_a_data_stage_folder_must_name_a_production_split(tmp_path):
+    _write_batch(tmp_path / "a", ("training", "production"))
+    assert batches.dataset_splits(tmp_path / "a", "a") == ("training", "production")
+    _write_batch(tmp_path / "b", ("training",))
     with pytest.raises(
-        FileNotFoundError,
-        match=r"no production batch for 2026-11-30 \(today, UTC.*/batches/2026-11-30 is missing or empty",
+        ValueError, match=r"b: .*names the splits \['training'\]; the batch needs a 'production' split"
     ):
-        batches.fetch_batch(str(tmp_path / "batches" / "{date}"), "", "", tmp_path / "out", today=_today)
-    (tmp_path / "batches" / "2026-11-24").mkdir(parents=True)  # there, but empty
-    with pytest.raises(FileNotFoundError, match="no production batch for 2026-11-24 .*missing or empty"):
-        batches.fetch_batch(str(tmp_path / "batches" / "{date}"), "2026-11-24", "", tmp_path / "out2")
-
-
-def test_a_folder_without_a_production_split_is_refused(tmp_path):
-    _write_batch(tmp_path / "b" / "2026-11-24", ("training",))
-    with pytest.raises(
-        ValueError, match=r"2026-11-24.*names the splits \['training'\]; the batch needs a 'production' split"
-    ):
-        batches.fetch_batch(str(tmp_path / "b" / "{date}"), "2026-11-24", "", tmp_path / "out")
+        batches.dataset_splits(tmp_path / "b", "b")
     (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "rows.parquet").write_bytes(b"x")
-    with pytest.raises(ValueError, match="no dataset_dict.json; expected a data-stage folder"):
-        batches.fetch_batch(str(tmp_path / "c"), "2026-11-24", "", tmp_path / "out3")
+    with pytest.raises(ValueError, match="c: no dataset_dict.json; expected a data-stage folder"):
+        batches.dataset_splits(tmp_path / "c", "c")
+    (tmp_path / "c" / "dataset_dict.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="c: dataset_dict.json is not readable"):
+        batches.dataset_splits(tmp_path / "c", "c")
 
 
-def test_a_dated_batch_is_fetched_from_s3_and_gcs(tmp_path, s3_endpoint, gcs_endpoint, fake_aws_credentials):
-    from components.common import storage
+def test_the_resolving_component_names_the_batch(tmp_path):
+    from components.common import helpers
 
-    s3 = StorageConfig(s3_endpoint=s3_endpoint, connect_timeout=2, read_timeout=10)
-    gcs = StorageConfig(gcs_endpoint=gcs_endpoint, connect_timeout=2, read_timeout=10, retries=1)
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="batches-s3")
-    storage._gcs_client(gcs).create_bucket("batches-gs")
-    src = tmp_path / "src"
-    _write_batch(src)
-    for scheme, config in (("s3", s3), ("gs", gcs)):
-        for path in src.rglob("*"):
-            if path.is_file():
-                rel = path.relative_to(src).as_posix()
-                storage.write_bytes(
-                    f"{scheme}://batches-{scheme}/daily/2026-11-25/{rel}", path.read_bytes(), config=config
-                )
-        dest = tmp_path / f"out-{scheme}"
-        fetched = batches.fetch_batch(
-            f"{scheme}://batches-{scheme}/daily/{{date}}/", "", "2026-11-25T06:00:00Z", dest, config=config
-        )
-        assert fetched.uri == f"{scheme}://batches-{scheme}/daily/2026-11-25/"
-        assert sorted(fetched.files) == ["dataset_dict.json", "production/data-00000-of-00001.arrow"]
-        assert (dest / "production" / "data-00000-of-00001.arrow").read_bytes() == b"rows of production"
-        with pytest.raises(
-            FileNotFoundError,
-            match=f"no production batch for 2026-11-26 .*{scheme}://batches-{scheme}/daily/2026-11-26/",
-        ):
-            batches.fetch_batch(
-                f"{scheme}://batches-{scheme}/daily/{{date}}/",
-                "2026-11-26",
-                "",
-                tmp_path / "x",
-                config=config,
-            )
+    out = helpers.resolve_batch(
+        str(tmp_path / "{date}"), "2026-11-24", dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+    )
+    assert tuple(out) == (str(tmp_path / "2026-11-24"), "2026-11-24", "2026-11-24T23:59:59Z")
