@@ -22,6 +22,7 @@ from pathlib import Path
 
 from components import __version__
 from components.common.images import DEFAULT_REGISTRY, ImageSet
+from components.pipelines.actuals import ACTUALS, add_actuals_command, run_actuals_command
 from components.pipelines.client import (
     DEFAULT_EXPERIMENT,
     DEFAULT_SCHEDULE_NAME,
@@ -112,7 +113,7 @@ def _add_image_and_cluster_args(p: argparse.ArgumentParser) -> None:
         "--storage-endpoint",
         default=d.storage_endpoint,
         help="AWS_ENDPOINT_URL of the tasks that read or write object storage (prepare, arize, drift, "
-        "fetch-batch): an S3 API other than AWS for s3:// URIs (and then minio:// too); without it "
+        "ingest): an S3 API other than AWS for s3:// URIs (and then minio:// too); without it "
         "minio:// goes to KFP standalone's http://seaweedfs.kubeflow:9000 (optional)",
     )
 
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compile", help="write pipelines/training.yaml and pipelines/monitoring.yaml")
+    p = sub.add_parser("compile", help="write pipelines/training.yaml, monitoring.yaml and actuals.yaml")
     _add_image_and_cluster_args(p)
     p.add_argument(
         "--output-dir",
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--pipeline-root", default=None, help=PIPELINE_ROOT_HELP)
         _add_image_and_cluster_args(p)
         if command == "submit":
-            p.add_argument("--pipeline", choices=(TRAINING, MONITORING), default=TRAINING)
+            p.add_argument("--pipeline", choices=(TRAINING, MONITORING, ACTUALS), default=TRAINING)
             p.add_argument("--run-name", default=None)
             p.add_argument(
                 "--wait",
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--name", default=DEFAULT_SCHEDULE_NAME, help="(default: %(default)s)")
             p.add_argument("--catchup", action="store_true", help="backfill missed intervals (default: no)")
             p.add_argument("--max-concurrency", type=int, default=1, help="(default: %(default)s)")
+
+    add_actuals_command(sub)
 
     p = sub.add_parser("unschedule", help="disable a recurring run")
     p.add_argument("--host", required=True)
@@ -232,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             out_dir = args.output_dir or (KIND_OUTPUT_DIR if args.target == KIND_TARGET else PIPELINES_DIR)
             for name, path in compile_pipelines(out_dir, images, settings).items():
                 print(f"compiled {name}: {path}")
+        elif args.command == ACTUALS:
+            return run_actuals_command(args)
         elif args.command == "run":
             _run(args)
         elif args.command == "submit":

@@ -24,6 +24,8 @@ from components.data.config import DataConfig
 from components.drift.config import DriftConfig
 from components.embed.config import EmbedConfig
 from components.ingest.config import IngestConfig
+from components.pipelines.actuals import ACTUALS, build_actuals_pipeline
+from components.pipelines.actuals import PIPELINE_NAME as ACTUALS_PIPELINE_NAME
 from components.pipelines.settings import HELPER, ClusterSettings, configure
 from components.pipelines.stages import ComponentFactory, Stages
 from components.prepare.config import PrepareConfig
@@ -33,7 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = ROOT / "pipelines"
 TRAINING = "training"
 MONITORING = "monitoring"
-PIPELINE_NAMES = {TRAINING: "fashion-drift-training", MONITORING: "fashion-drift-monitoring"}
+PIPELINE_NAMES = {
+    TRAINING: "fashion-drift-training",
+    MONITORING: "fashion-drift-monitoring",
+    ACTUALS: ACTUALS_PIPELINE_NAME,
+}
 MONITORING_INPUTS = ("production_uri", "model_uri", "baseline_uri")
 
 Overrides = Mapping[str, ComponentFactory] | None
@@ -513,7 +519,11 @@ def build_monitoring_pipeline(
     )(documented(monitoring))
 
 
-BUILDERS = {TRAINING: build_training_pipeline, MONITORING: build_monitoring_pipeline}
+BUILDERS = {
+    TRAINING: build_training_pipeline,
+    MONITORING: build_monitoring_pipeline,
+    ACTUALS: build_actuals_pipeline,
+}
 
 
 def check_params(pipeline_func, params: dict | None) -> None:
@@ -531,7 +541,7 @@ def compile_pipelines(
     images: ImageSet | None = None,
     settings: ClusterSettings | None = None,
     overrides: Overrides = None,
-    which: tuple[str, ...] = (TRAINING, MONITORING),
+    which: tuple[str, ...] = (TRAINING, MONITORING, ACTUALS),
 ) -> dict[str, Path]:
     """Compile the pipelines into ``out_dir/<name>.yaml``; returns the written paths."""
     out_dir = Path(out_dir)

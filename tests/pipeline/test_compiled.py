@@ -24,6 +24,7 @@ COMPONENT_STAGE = {stage: stage for stage in STAGES} | {
     "notify-drift": "drift",
     "status-gate": "drift",
     "insufficient-data": "drift",
+    "log-actuals": "arize",
 }
 # Not cached: ingest, prepare and arize (see settings.CACHED_STAGES: ingest because the same URI may
 # hold a new batch), the notification, and the small helpers (the batch's resolution among them).
@@ -68,7 +69,7 @@ def _component_of(executor: str) -> str:
     return executor.removeprefix("exec-")
 
 
-@pytest.mark.parametrize("name", ["training", "monitoring"])
+@pytest.mark.parametrize("name", ["training", "monitoring", "actuals"])
 def test_golden_yaml_is_up_to_date(compiled, name):
     golden = GOLDEN / f"{name}.yaml"
     assert golden.exists(), f"{golden} is missing: run `make compile` and commit pipelines/"
@@ -77,7 +78,7 @@ def test_golden_yaml_is_up_to_date(compiled, name):
     )
 
 
-@pytest.mark.parametrize("name", ["training", "monitoring"])
+@pytest.mark.parametrize("name", ["training", "monitoring", "actuals"])
 def test_every_component_runs_in_its_own_stage_image(compiled, name):
     spec = compiled[name][0]
     containers = {k: v["container"] for k, v in _executors(spec).items() if "container" in v}
