@@ -12,6 +12,15 @@ memory goes through. :func:`prepare_records` runs four named steps:
    hidden temporary files) and their images are exported as PNG files;
 4. **write** (:func:`write_prepared`): the tables renamed into place, then ``manifest.json``.
 
+Production rows without a label yet (``label`` = ``schema.NO_LABEL``) get a null ``actual_label``
+(Arize logs the prediction alone; its validation refuses that outside production, and so does
+prepare). When an embed file carries what the serving system logged (``EmbedColumns.SERVED``), every
+table gets ``schema.PREPARED_SERVED_ARROW_SCHEMA``: ``prediction_label`` / ``prediction_score`` are the
+served ones where a row has a served label, embed's own prediction stays beside them in
+``model_prediction_label`` / ``model_prediction_score``, ``prediction_source`` says which, a given
+prediction id replaces the derived one (recorded in the manifest, which arize checks), and the
+disagreement between served and model predictions is reported.
+
 See ``components/prepare/README.md``.
 """
 
@@ -24,10 +33,10 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -64,6 +73,10 @@ log = logging.getLogger(__name__)
 IMAGES_DIR = "images"
 # Arize accepts embedding vectors of 2 to 20,000 values.
 MIN_VECTOR_LEN, MAX_VECTOR_LEN = 2, 20_000
+# Arize accepts prediction IDs of 1 to 512 characters (arize.constants.ml.MAX_PREDICTION_ID_LEN).
+MAX_PREDICTION_ID_LEN = 512
+# Most frequent (served, model) class pairs of disagreement listed in the summary and the manifest.
+TOP_DISAGREEMENTS = 10
 
 REJECTED_ARROW_SCHEMA = pa.schema(
     [
@@ -97,6 +110,14 @@ class PrepareResult:
     image_store: str
     chunk_rows: int
     sources: list[str] = field(default_factory=list)
+    # env -> {"labelled": rows, "unlabelled": rows (actual_label null: no label yet)}
+    labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    # what served_summary() returns; {} when no embed input carries served predictions
+    served: dict = field(default_factory=dict)
+    # env -> {"rows": n, "sha256": digest}: the rows whose prediction_id was given, not derived (arize checks)
+    given_prediction_ids: dict[str, dict] = field(default_factory=dict)
+    # the kind of image_link logged: {"kind": url|signed|public|uri, "expiry_seconds", "expires", "text"}
+    image_links: dict = field(default_factory=dict)
 
     def manifest(self) -> dict:
         """The content of ``manifest.json``."""
@@ -115,6 +136,10 @@ class PrepareResult:
             "chunk_rows": self.chunk_rows,
             "sources": self.sources,
             "files": {env: schema.prepared_file(env) for env in self.rows},
+            "labels": self.labels,
+            "served_predictions": self.served,
+            "given_prediction_ids": self.given_prediction_ids,
+            "image_links": self.image_links,
         }
 
     def summary_markdown(self) -> str:
@@ -135,12 +160,59 @@ class PrepareResult:
             "",
             f"Images exported as PNG under `{self.image_store}`.",
         ]
+        if self.image_links:
+            lines += ["", f"Image links (`{P.IMAGE_LINK}`): {self.image_links['text']}."]
         if self.rejected_reasons:
             lines += ["", "| reason rows were kept aside | rows |", "|---|---:|"]
             lines += [f"| {r} | {n} |" for r, n in sorted(self.rejected_reasons.items())]
         if self.embed_failures:
             lines += ["", f"{self.embed_failures} image(s) had already failed in the embed stage."]
+        unlabelled = {env: n["unlabelled"] for env, n in self.labels.items() if n.get("unlabelled")}
+        if unlabelled:
+            lines += [
+                "",
+                "Rows without a label yet (logged to Arize with the prediction only, "
+                f"`{P.ACTUAL_LABEL}` null): "
+                + ", ".join(
+                    f"{env} {n} of {self.labels[env]['labelled'] + n}" for env, n in unlabelled.items()
+                )
+                + ".",
+            ]
+        if self.served:
+            lines += ["", "## Served predictions", "", served_sentence(self.served)]
+            if self.served.get("without_score"):
+                lines += [
+                    "",
+                    f"{self.served['without_score']} row(s) have a served label without a score: "
+                    f"their `{P.PREDICTION_SCORE}` is null.",
+                ]
+            if self.served.get("top_disagreements"):
+                lines += ["", "| served | registered model | rows |", "|---|---|---:|"]
+                lines += [
+                    f"| {d['served']} | {d['model']} | {d['rows']} |"
+                    for d in self.served["top_disagreements"]
+                ]
+        given = sum(g["rows"] for g in self.given_prediction_ids.values())
+        if given:
+            lines += [
+                "",
+                f"{given} row(s) keep the prediction id the serving system gave (the others derive it "
+                "from the model version and the image id).",
+            ]
         return "\n".join(lines) + "\n"
+
+
+def served_sentence(served: dict) -> str:
+    """One sentence on how often the served and the registered model's predictions differ."""
+    rows, disagree = int(served.get("rows", 0)), int(served.get("disagree", 0))
+    if not rows:
+        return "No row has a served prediction: every prediction is the registered model's."
+    if not disagree:
+        return f"Served and registered model agree on all {rows} rows with a served prediction."
+    return (
+        f"Served and registered model disagree on {disagree / rows:.1%} of rows ({disagree} of {rows} "
+        "with a served prediction): serving may run another model."
+    )
 
 
 def prepare_records(
@@ -173,9 +245,9 @@ def prepare_records(
     out.mkdir(parents=True, exist_ok=True)
     for path in files.remove_stale_temporaries(out, recursive=True):
         log.info("removed %s, left by a run that was killed", path)
-    target = ImageTarget.for_output(out, config.image_store, image_link_base)
+    target = ImageTarget.for_output(out, config.image_store, image_link_base, config.storage_config())
     images = ImageIndex(dataset_dir)
-    with PreparedTables(out) as tables:
+    with PreparedTables(out, plan.arrow_schema) as tables:
         exported = export_rows(inputs, plan, images, target, tables, config, progress)
         return write_prepared(tables, exported, plan, inputs, target, config)
 
@@ -189,6 +261,12 @@ class EmbedInputs:
 
     folders: list[Path]
     files: list[Path]
+    served: list[tuple[str, ...]] = field(default_factory=list)  # per file: its EmbedColumns.SERVED columns
+
+    @property
+    def any_served(self) -> bool:
+        """Whether any file carries served columns: then every table gets the served schema."""
+        return any(self.served)
 
     def names(self) -> str:
         """The files, comma-separated, for messages."""
@@ -201,9 +279,8 @@ def open_embeds(embed_dirs: list[str | Path]) -> EmbedInputs:
         raise ValueError("embed_dirs is empty: expected at least one embed output folder")
     folders = [Path(d) for d in embed_dirs]
     found = [_embed_file(d) for d in folders]
-    for path in found:
-        _check_columns(path)
-    return EmbedInputs(folders, found)
+    served = [tuple(c for c in E.SERVED if c in _check_columns(path).names) for path in found]
+    return EmbedInputs(folders, found, served)
 
 
 class CorruptParquetError(ValueError):
@@ -271,6 +348,19 @@ def _check_columns(path: Path) -> pa.Schema:
         t = arrow_schema.field(name).type
         if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
             raise ValueError(f"{path}: column {name} has type {t}; expected list<float32>")
+    expected = {E.GIVEN_PREDICTION_ID: "string", E.SERVED_LABEL: "int64", E.SERVED_SCORE: "float32"}
+    checks = {
+        E.GIVEN_PREDICTION_ID: lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+        E.SERVED_LABEL: pa.types.is_integer,
+        E.SERVED_SCORE: pa.types.is_floating,
+    }
+    for name, ok in checks.items():
+        if name in arrow_schema.names and not (
+            ok(arrow_schema.field(name).type) or pa.types.is_null(arrow_schema.field(name).type)
+        ):
+            raise ValueError(
+                f"{path}: column {name} has type {arrow_schema.field(name).type}; expected {expected[name]}"
+            )
     return arrow_schema
 
 
@@ -323,6 +413,12 @@ class Plan:
     anchor_environment: str
     now: datetime  # where the anchor is shifted to
     rows: int  # rows in the embed files
+    served: bool = False  # an embed file carries served predictions: PREPARED_SERVED_ARROW_SCHEMA
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The schema of every prepared table of the run."""
+        return schema.PREPARED_SERVED_ARROW_SCHEMA if self.served else schema.PREPARED_ARROW_SCHEMA
 
     @property
     def shift(self) -> timedelta:
@@ -361,6 +457,7 @@ def validate_scan(scan: EmbedScan, inputs: EmbedInputs, now: datetime) -> Plan:
         anchor_environment=anchor_environment,
         now=now,
         rows=scan.rows,
+        served=inputs.any_served,
     )
 
 
@@ -373,14 +470,57 @@ class ImageTarget:
 
     store: str  # a folder or a gs:// / s3:// prefix
     link_base: str  # "" = a link is what storage.write_bytes returns; else the prefix of the links
+    # how records link to the images (storage.record_link); None: the plain link, as write_bytes gives it
+    links: storage.StorageConfig | None = None
+    # the store is this run's own (inside the prepared folder): a failure deletes what was written
+    owned: bool = field(default=False, compare=False)
 
     @classmethod
-    def for_output(cls, out: Path, image_store: str, image_link_base: str = "") -> ImageTarget:
-        """``image_store`` when given; else ``<out>/images``, linked under ``image_link_base`` or its path."""
+    def for_output(
+        cls,
+        out: Path,
+        image_store: str,
+        image_link_base: str = "",
+        links: storage.StorageConfig | None = None,
+    ) -> ImageTarget:
+        """``image_store`` when given; else ``<out>/images``, linked under ``image_link_base`` or its path.
+
+        ``links``: the link style (``links.links``: url, signed, public, uri); checked here, before any
+        file is read: signed links need a bucket, public ones a ``link_base``.
+        """
+        style = links.links if links is not None else "url"
         if image_store:
-            return cls(image_store, "")
-        store = str(out / IMAGES_DIR)
-        return cls(store, image_link_base or store)
+            target = cls(image_store, "", links if style != "url" else None)
+        else:
+            store = str(out / IMAGES_DIR)
+            target = cls(store, image_link_base or store, links if style != "url" else None, owned=True)
+        where = target.link_base or target.store
+        if style == "signed" and not storage.is_remote(where):
+            raise ValueError(
+                f"links=signed: the images are linked as {where}, not in a gs://, s3:// or minio:// "
+                "store; give image_store=<bucket prefix>, or links=public with link_base, or links=url"
+            )
+        if style == "public" and links is not None and not links.link_base:
+            raise ValueError(
+                "links=public needs link_base: the public http(s) URL that serves the image store "
+                f"(or env {storage.ENV_LINK_BASE})"
+            )
+        return target
+
+    def link_kind(self) -> storage.LinkKind:
+        """The kind of link the records carry."""
+        return storage.link_kind(self.links) if self.links is not None else storage.LinkKind("url")
+
+    def link(self, env: str, name: str, written: str) -> str:
+        """The link a record carries for the image ``name`` of ``env``, ``written`` by write_bytes."""
+        base = self.link_base
+        uri = storage.join(base or self.store, env, name)
+        if self.links is not None:
+            return storage.record_link(uri, self.links, store=base or self.store)
+        # A store of its own: the link is what storage.write_bytes returns (an https URL or a path).
+        # The default store inside the prepared folder: the link of the file under the artifact's URI
+        # (storage.link_for: the same form write_bytes would return; the local path under kfp.local).
+        return storage.link_for(uri) if base else written
 
     @property
     def shown(self) -> str:
@@ -448,14 +588,38 @@ def _to_png(image: dict | None) -> bytes:
     return buf.getvalue()
 
 
+def row_prediction_ids(batch: pa.RecordBatch, model_version: str) -> tuple[list[str], list[bool]]:
+    """Each row's prediction ID and whether it was given: the served id when present, else derived.
+
+    A given id is the row's non-empty ``EmbedColumns.GIVEN_PREDICTION_ID``; otherwise
+    ``schema.prediction_id(model_version, image_id)``. The flag is True only where the ID is not the
+    derived one (the rule arize checks the manifest's record of given IDs with).
+    """
+    image_ids = batch.column(E.IMAGE_ID).to_pylist()
+    given: list = (
+        batch.column(E.GIVEN_PREDICTION_ID).to_pylist()
+        if E.GIVEN_PREDICTION_ID in batch.schema.names
+        else [None] * len(image_ids)
+    )
+    derived = [schema.prediction_id(model_version, str(i)) for i in image_ids]
+    ids = [g if g else d for g, d in zip(given, derived, strict=True)]
+    return ids, [i != d for i, d in zip(ids, derived, strict=True)]
+
+
 def _row_reasons(
     batch: pa.RecordBatch,
     ts: pa.Array,
     vector_length: int,
     seen: set[str],
     images: ImageIndex,
+    prediction_ids: list[str] | None = None,
+    seen_predictions: set[str] | None = None,
 ) -> list[str | None]:
-    """One reason per row why it cannot be used, or None."""
+    """One reason per row why it cannot be used, or None.
+
+    ``prediction_ids`` (with ``seen_predictions``, the IDs of the rows kept before): a row whose ID an
+    earlier row has, or longer than Arize takes, is kept aside.
+    """
     n = batch.num_rows
     reasons: list[str | None] = [None] * n
 
@@ -476,14 +640,50 @@ def _row_reasons(
     )
     raw_ts = batch.column(E.PREDICTION_TS)
     mark(np_bool(pc.is_null(ts)), lambda i: f"{E.PREDICTION_TS} {raw_ts[i].as_py()!r} cannot be parsed")
+    labels = batch.column(E.LABEL)
+    no_label = np_bool(pc.equal(labels, schema.NO_LABEL)) & ~np_bool(pc.is_null(labels))
+    in_production = np.asarray(
+        pc.fill_null(pc.equal(split, schema.PRODUCTION), False).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    mark(
+        no_label & ~in_production,
+        lambda i: (
+            f"{E.LABEL} {schema.NO_LABEL} (no label yet) in {split[i].as_py()!r}: only production rows may "
+            f"lack a label; expected a class index 0..{schema.NUM_CLASSES - 1}"
+        ),
+    )
     for col in (E.LABEL, E.PREDICTION):
         values = batch.column(col)
-        bad = pc.or_(pc.less(values, 0), pc.greater_equal(values, schema.NUM_CLASSES))
+        bad = np_bool(pc.or_(pc.less(values, 0), pc.greater_equal(values, schema.NUM_CLASSES)))
+        if col == E.LABEL:
+            bad &= ~no_label  # -1 in production: no label yet (else marked above)
         mark(
-            np_bool(bad) | np_bool(pc.is_null(values)),
+            bad | np_bool(pc.is_null(values)),
             lambda i, c=col, v=values: (
                 f"{c} {v[i].as_py()!r} is not a class index 0..{schema.NUM_CLASSES - 1}"
             ),
+        )
+    if E.SERVED_LABEL in batch.schema.names:
+        served = batch.column(E.SERVED_LABEL)
+        bad = pc.and_(
+            pc.is_valid(served),
+            pc.or_(pc.less(served, 0), pc.greater_equal(served, schema.NUM_CLASSES)),
+        )
+        mark(
+            np_bool(pc.fill_null(bad, False)),
+            lambda i: (
+                f"{E.SERVED_LABEL} {served[i].as_py()!r} is not a class index 0..{schema.NUM_CLASSES - 1}"
+            ),
+        )
+    if E.SERVED_SCORE in batch.schema.names:
+        served_score = batch.column(E.SERVED_SCORE).cast(pa.float64())
+        out_of_range = pc.or_(
+            pc.invert(pc.is_finite(served_score)),
+            pc.or_(pc.less(served_score, 0.0), pc.greater(served_score, 1.0)),
+        )
+        mark(
+            np_bool(pc.fill_null(out_of_range, False)),
+            lambda i: f"{E.SERVED_SCORE} {served_score[i].as_py()!r} is not a number in [0, 1]",
         )
     score = batch.column(E.PREDICTION_SCORE).cast(pa.float64())
     mark(
@@ -522,15 +722,28 @@ def _row_reasons(
         bad_rows[np.unique(parents[~finite])] = True
         mark(bad_rows, f"{E.EMBEDDING} holds NaN or infinite values")
 
+    if prediction_ids is not None:
+        mark(
+            np.array([len(p) > MAX_PREDICTION_ID_LEN for p in prediction_ids], dtype=bool),
+            lambda i: (
+                f"given {P.PREDICTION_ID} has {len(prediction_ids[i])} characters; Arize takes at most "
+                f"{MAX_PREDICTION_ID_LEN}"
+            ),
+        )
+    pids = seen_predictions if seen_predictions is not None else set()
     for i, image_id in enumerate(ids):
         if reasons[i] is not None:
             continue
         if image_id in seen:
             reasons[i] = f"duplicate {E.IMAGE_ID} {image_id!r} (an earlier row has it)"
+        elif prediction_ids is not None and prediction_ids[i] in pids:
+            reasons[i] = f"duplicate {P.PREDICTION_ID} {prediction_ids[i]!r} (an earlier row has it)"
         elif image_id not in images:
             reasons[i] = f"{E.IMAGE_ID} {image_id!r} is not in the data set, no image to link"
         else:
             seen.add(image_id)
+            if prediction_ids is not None:
+                pids.add(prediction_ids[i])
     return reasons
 
 
@@ -571,8 +784,9 @@ class PreparedTables:
     is written half.
     """
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, arrow_schema: pa.Schema = schema.PREPARED_ARROW_SCHEMA):
         self.out = out
+        self.arrow_schema = arrow_schema
         self.environments: dict[str, _AtomicParquet] = {}
         self.rejected = _AtomicParquet(out / schema.PREPARED_REJECTED_FILE, REJECTED_ARROW_SCHEMA)
 
@@ -586,9 +800,7 @@ class PreparedTables:
     def write(self, env: str, table: pa.Table) -> None:
         """Append prepared rows to the table of ``env``."""
         if env not in self.environments:
-            self.environments[env] = _AtomicParquet(
-                self.out / schema.prepared_file(env), schema.PREPARED_ARROW_SCHEMA
-            )
+            self.environments[env] = _AtomicParquet(self.out / schema.prepared_file(env), self.arrow_schema)
         self.environments[env].write(table)
 
     def reject(self, table: pa.Table) -> None:
@@ -621,6 +833,88 @@ class Exported:
     rows_read: Counter = field(default_factory=Counter)  # split -> rows in the embed files
     reasons: Counter = field(default_factory=Counter)  # reason kind -> rows kept aside
     embed_failures: int = 0  # rows of the embed failures files (kept aside too)
+    stats: RowStats = field(default_factory=lambda: RowStats())  # the kept rows' labels, served, given IDs
+    started: datetime | None = None  # when the export began: signed links made from then expire from then
+
+
+@dataclass
+class RowStats:
+    """Counts over the rows written: labels, served predictions and their disagreement, given IDs."""
+
+    labelled: Counter = field(default_factory=Counter)  # env -> rows with an actual label
+    unlabelled: Counter = field(default_factory=Counter)  # env -> rows without (actual_label null)
+    served: Counter = field(default_factory=Counter)  # env -> rows with a served label
+    disagree: Counter = field(
+        default_factory=Counter
+    )  # env -> of those, rows where the model predicts another
+    pairs: Counter = field(default_factory=Counter)  # (served class, model class) -> rows, disagreeing only
+    by_class: Counter = field(default_factory=Counter)  # served class -> rows with a served prediction
+    by_class_disagree: Counter = field(default_factory=Counter)  # served class -> of those, disagreeing
+    without_score: int = 0  # served label without a served score: prediction_score null
+    given: Counter = field(default_factory=Counter)  # env -> rows whose prediction_id was given
+    given_digest: dict[str, Any] = field(default_factory=dict)  # env -> running sha256 of the given IDs
+
+    def add(
+        self, env: str, label: np.ndarray, model: np.ndarray, served: np.ndarray | None, ids, given
+    ) -> None:
+        """Count one converted chunk of ``env`` (labels, model and served predictions as class indices)."""
+        has_label = label != schema.NO_LABEL
+        self.labelled[env] += int(has_label.sum())
+        self.unlabelled[env] += int((~has_label).sum())
+        if served is not None:
+            valid = served >= 0
+            differ = valid & (served != model)
+            self.served[env] += int(valid.sum())
+            self.disagree[env] += int(differ.sum())
+            for s, m in zip(served[differ].tolist(), model[differ].tolist(), strict=True):
+                self.pairs[(schema.CLASS_NAMES[s], schema.CLASS_NAMES[m])] += 1
+            self.by_class.update(schema.CLASS_NAMES[s] for s in served[valid].tolist())
+            self.by_class_disagree.update(schema.CLASS_NAMES[s] for s in served[differ].tolist())
+        digest = self.given_digest.setdefault(env, hashlib.sha256())
+        for pid, was_given in zip(ids, given, strict=True):
+            if was_given:
+                self.given[env] += 1
+                digest.update(pid.encode() + b"\n")
+
+    def labels(self) -> dict[str, dict[str, int]]:
+        """Labelled and unlabelled rows of each environment, for the manifest."""
+        envs = [e for e in schema.SPLITS if e in self.labelled or e in self.unlabelled]
+        return {e: {"labelled": self.labelled[e], "unlabelled": self.unlabelled[e]} for e in envs}
+
+    def served_summary(self) -> dict:
+        """The served-prediction figures of the manifest: rows, disagreement (count, rate), top pairs."""
+        rows, disagree = sum(self.served.values()), sum(self.disagree.values())
+        top = sorted(self.pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_DISAGREEMENTS]
+        return {
+            "rows": rows,
+            "disagree": disagree,
+            "disagreement_rate": disagree / rows if rows else 0.0,
+            "without_score": self.without_score,
+            "by_environment": {
+                env: {
+                    "rows": self.served[env],
+                    "disagree": self.disagree[env],
+                    "disagreement_rate": self.disagree[env] / self.served[env] if self.served[env] else 0.0,
+                }
+                for env in schema.SPLITS
+                if self.served[env]
+            },
+            "by_served_class": {
+                name: {"rows": self.by_class[name], "disagree": self.by_class_disagree[name]}
+                for name in schema.CLASS_NAMES
+                if self.by_class[name]
+            },
+            "top_disagreements": [{"served": s, "model": m, "rows": n} for (s, m), n in top],
+            "sentence": served_sentence({"rows": rows, "disagree": disagree}),
+        }
+
+    def given_ids(self) -> dict[str, dict]:
+        """Per environment: the rows whose prediction_id was given and the sha256 of those IDs in table order."""
+        return {
+            env: {"rows": n, "sha256": self.given_digest[env].hexdigest()}
+            for env, n in self.given.items()
+            if n
+        }
 
 
 def _read_failures(folders: list[Path]) -> list[dict]:
@@ -662,20 +956,27 @@ def export_rows(
     from tqdm.auto import tqdm
 
     failures = _read_failures(inputs.folders)
-    exported = Exported(embed_failures=len(failures))
+    exported = Exported(embed_failures=len(failures), started=datetime.now(UTC))
     tables.reject(pa.Table.from_pylist(failures, schema=REJECTED_ARROW_SCHEMA))
-    convert = _Converter(plan, images, target)
+    convert = _Converter(plan, images, target, exported.stats)
     seen_ids: set[str] = set()
+    seen_predictions: set[str] = set()
+    # The first failed write cancels the queued ones; images in the run's own folder are deleted,
+    # those in a shared store are named in the error (a rerun writes the same names).
     with (
-        ThreadPoolExecutor(max_workers=config.image_workers) as pool,
+        storage.Uploader(config.image_workers, content_type="image/png", cleanup=target.owned) as pool,
         tqdm(total=plan.rows, desc="prepare", unit="row", disable=not progress) as bar,
     ):
         for path in inputs.files:
             offset = 0
-            batches = iter_parquet(path, batch_size=config.chunk_rows, columns=list(E.ALL))
+            served_here = inputs.served[inputs.files.index(path)] if inputs.served else ()
+            batches = iter_parquet(path, batch_size=config.chunk_rows, columns=[*E.ALL, *served_here])
             for batch in batches:
                 ts = _parse_timestamps(batch.column(E.PREDICTION_TS), str(path))
-                reasons = _row_reasons(batch, ts, plan.vector_length, seen_ids, images)
+                pids, _ = row_prediction_ids(batch, plan.model_version)
+                reasons = _row_reasons(
+                    batch, ts, plan.vector_length, seen_ids, images, pids, seen_predictions
+                )
                 bad = [i for i, r in enumerate(reasons) if r is not None]
                 if bad:
                     tables.reject(_rejected_table(batch, bad, reasons, path, offset))
@@ -716,24 +1017,60 @@ def _reason_kind(reason: str) -> str:
 class _Converter:
     """Kept embed rows of one environment -> prepared rows, their images written to the target."""
 
-    def __init__(self, plan: Plan, images: ImageIndex, target: ImageTarget):
+    def __init__(self, plan: Plan, images: ImageIndex, target: ImageTarget, stats: RowStats | None = None):
         self.plan = plan
         self.images = images
         self.target = target
+        self.stats = stats if stats is not None else RowStats()
         self.shift = pa.scalar(int(plan.shift / timedelta(microseconds=1)), type=pa.duration("us"))
         self.class_names = pa.array(schema.CLASS_NAMES)
 
-    def __call__(self, rows: pa.RecordBatch, ts: pa.Array, env: str, pool: ThreadPoolExecutor) -> pa.Table:
+    def __call__(self, rows: pa.RecordBatch, ts: pa.Array, env: str, pool: storage.Uploader) -> pa.Table:
         ids = rows.column(E.IMAGE_ID).to_pylist()
         links = self._export_images(ids, env, pool)
-        model_version = self.plan.model_version
+        prediction_ids, given = row_prediction_ids(rows, self.plan.model_version)
+        label = rows.column(E.LABEL).cast(pa.int64())
+        has_label = pc.not_equal(label, schema.NO_LABEL)
+        model_label = self.class_names.take(rows.column(E.PREDICTION))
+        model_score = rows.column(E.PREDICTION_SCORE).cast(pa.float32())
+        served_label = (
+            rows.column(E.SERVED_LABEL).cast(pa.int64())
+            if E.SERVED_LABEL in rows.schema.names
+            else pa.nulls(rows.num_rows, pa.int64())
+        )
+        served_score = (
+            rows.column(E.SERVED_SCORE).cast(pa.float32())
+            if E.SERVED_SCORE in rows.schema.names
+            else pa.nulls(rows.num_rows, pa.float32())
+        )
+        is_served = pc.is_valid(served_label)
+        self.stats.without_score += int(pc.sum(pc.and_(is_served, pc.is_null(served_score))).as_py() or 0)
+        self.stats.add(
+            env,
+            label.to_numpy(zero_copy_only=False),
+            rows.column(E.PREDICTION).cast(pa.int64()).to_numpy(zero_copy_only=False),
+            served_label.fill_null(-1).to_numpy(zero_copy_only=False) if self.plan.served else None,
+            prediction_ids,
+            given,
+        )
+        columns: dict[str, pa.Array] = {
+            P.PREDICTION_ID: pa.array(prediction_ids, pa.string()),
+            P.PREDICTION_TS: pc.add(ts, self.shift).cast(schema.TIMESTAMP_TYPE),
+            # the served prediction where there is one (score null when none was logged), else the model's
+            P.PREDICTION_LABEL: pc.if_else(is_served, self.class_names.take(served_label), model_label),
+            # null: no label yet (production only; the Arize SDK logs the prediction alone)
+            P.ACTUAL_LABEL: pc.if_else(
+                has_label, self.class_names.take(pc.if_else(has_label, label, 0)), None
+            ),
+            P.PREDICTION_SCORE: pc.if_else(is_served, served_score, model_score),
+            P.MODEL_PREDICTION_LABEL: model_label,
+            P.MODEL_PREDICTION_SCORE: model_score,
+            P.PREDICTION_SOURCE: pc.if_else(is_served, schema.PREDICTION_SERVED, schema.PREDICTION_MODEL),
+        }
+        arrow_schema = self.plan.arrow_schema
         return pa.table(
             {
-                P.PREDICTION_ID: pa.array([schema.prediction_id(model_version, i) for i in ids], pa.string()),
-                P.PREDICTION_TS: pc.add(ts, self.shift).cast(schema.TIMESTAMP_TYPE),
-                P.PREDICTION_LABEL: self.class_names.take(rows.column(E.PREDICTION)),
-                P.ACTUAL_LABEL: self.class_names.take(rows.column(E.LABEL)),
-                P.PREDICTION_SCORE: rows.column(E.PREDICTION_SCORE).cast(pa.float32()),
+                **{name: columns[name] for name in columns if name in arrow_schema.names},
                 P.IMAGE_VECTOR: rows.column(E.EMBEDDING).cast(pa.list_(pa.float32())),
                 P.IMAGE_LINK: pa.array(links, pa.string()),
                 P.PROBABILITIES: rows.column(E.PROBABILITIES).cast(pa.list_(pa.float32())),
@@ -743,25 +1080,16 @@ class _Converter:
                 P.CONTRAST: rows.column(E.CONTRAST).cast(pa.float32()),
                 P.SHARPNESS: rows.column(E.SHARPNESS).cast(pa.float32()),
             },
-            schema=schema.PREPARED_ARROW_SCHEMA,
+            schema=arrow_schema,
         )
 
-    def _export_images(self, ids: list[str], env: str, pool: ThreadPoolExecutor) -> list[str]:
+    def _export_images(self, ids: list[str], env: str, pool: storage.Uploader) -> list[str]:
         """Write each image as PNG; its link, one per row."""
         pngs = self.images.png_bytes(ids)
         names = [f"{_safe_name(i)}.png" for i in ids]
         targets = [storage.join(self.target.store, env, name) for name in names]
-        written = list(
-            pool.map(
-                lambda args: storage.write_bytes(args[0], args[1], "image/png"),
-                zip(targets, pngs, strict=True),
-            )
-        )
-        # A store of its own: the link is what storage.write_bytes returns (an https URL or a path).
-        # The default store inside the prepared folder: the link of the file under the artifact's URI
-        # (storage.link_for: the same form write_bytes would return; the local path under kfp.local).
-        base = self.target.link_base
-        return [storage.link_for(storage.join(base, env, name)) for name in names] if base else written
+        written = pool.upload(zip(targets, pngs, strict=True))
+        return [self.target.link(env, name, w) for name, w in zip(names, written, strict=True)]
 
 
 # ---------------------------------------------------------------- 4. write
@@ -799,6 +1127,10 @@ def write_prepared(
         image_store=target.shown,
         chunk_rows=config.chunk_rows,
         sources=[str(p) for p in inputs.files],
+        labels=exported.stats.labels(),
+        served=exported.stats.served_summary() if plan.served else {},
+        given_prediction_ids=exported.stats.given_ids(),
+        image_links=_links_manifest(target, exported.started),
     )
     files.write_text_atomic(tables.out / files.MANIFEST_FILE, json.dumps(result.manifest(), indent=2) + "\n")
     print(
@@ -809,7 +1141,25 @@ def write_prepared(
         + f", shift {result.time_shift_seconds:.0f} s, "
         f"model {plan.model_version} -> {tables.out}"
     )
+    unlabelled = sum(n["unlabelled"] for n in result.labels.values())
+    if unlabelled:
+        print(f"prepare: {unlabelled} row(s) without a label yet: {P.ACTUAL_LABEL} null")
+    if result.served:
+        print("prepare: " + result.served["sentence"])
     return result
+
+
+def _links_manifest(target: ImageTarget, started: datetime | None) -> dict:
+    """What kind of image_link was logged and, for signed links, when the first ones stop working."""
+    kind = target.link_kind()
+    expires = started + timedelta(seconds=kind.expiry_seconds) if kind.expiry_seconds and started else None
+    return {
+        "kind": kind.style,
+        "expiry_seconds": kind.expiry_seconds,
+        "expires": expires.isoformat(timespec="seconds") if expires else "",
+        "base": kind.base,
+        "text": kind.describe(started),
+    }
 
 
 def _reasons_text(reasons: Counter) -> str:

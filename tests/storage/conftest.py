@@ -100,3 +100,43 @@ def fake_aws_credentials(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _closed_breakers():
+    """Every test starts with every endpoint's circuit breaker closed (they live per process)."""
+    from components.common import storage
+
+    storage.reset_breakers()
+    yield
+    storage.reset_breakers()
+
+
+@pytest.fixture(scope="session")
+def service_account_key(tmp_path_factory):
+    """A service-account JSON key made here (RSA 2048, never used outside loopback) and its public key.
+
+    The GCS emulator's clients are anonymous and cannot sign; a key file is what a user passes as
+    ``gcs_signing_key`` (or ``GOOGLE_APPLICATION_CREDENTIALS``) to sign ``gs://`` links.
+    """
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "loopback-test",
+        "private_key_id": "test-key-1",
+        "private_key": pem,
+        "client_email": "link-signer@loopback-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path_factory.mktemp("sa") / "key.json"
+    path.write_text(json.dumps(info))
+    return path, key.public_key()
