@@ -238,6 +238,9 @@ def build_training_pipeline(
         num_shards: int = EMBED.num_shards,
         embed_batch_size: int = EMBED.embed_batch_size,
         image_store: str = PREPARE.image_store,
+        links: str = PREPARE.links,
+        link_expiry: int = PREPARE.link_expiry,
+        link_base: str = PREPARE.link_base,
         arize_model_name: str = ARIZE.arize_model_name,
         require_arize_credentials: bool = ARIZE.require_arize_credentials,
         ledger_uri: str = ARIZE.ledger_uri,
@@ -304,6 +307,7 @@ def build_training_pipeline(
             data.outputs["dataset"],
             image_store,
             baseline=None,
+            prepare_args=dict(links=links, link_expiry=link_expiry, link_base=link_base),
             arize_args=dict(
                 arize_model_name=arize_model_name,
                 require_arize_credentials=require_arize_credentials,
@@ -373,6 +377,9 @@ def build_monitoring_pipeline(
         embed_batch_size: int = EMBED.embed_batch_size,
         allow_cpu: bool = EMBED.allow_cpu,
         image_store: str = PREPARE.image_store,
+        links: str = PREPARE.links,
+        link_expiry: int = PREPARE.link_expiry,
+        link_base: str = PREPARE.link_base,
         arize_model_name: str = ARIZE.arize_model_name,
         model_version: str = ARIZE.model_version,
         require_arize_credentials: bool = ARIZE.require_arize_credentials,
@@ -466,7 +473,9 @@ def build_monitoring_pipeline(
             ),
             # The batch's newest row moves to the last second of its day: each run's rows (and so
             # its windows in the history) are on its own date.
-            prepare_args=dict(now=resolve.outputs["batch_end"]),
+            prepare_args=dict(
+                now=resolve.outputs["batch_end"], links=links, link_expiry=link_expiry, link_base=link_base
+            ),
         )
         # kfp.local resolves a condition on a task's single output only (helpers.alert_gate).
         gate = configure(stages.alert_gate(alert=drift.outputs["alert"]), HELPER, settings)

@@ -24,6 +24,9 @@ def prepare(
     summary: Output[Markdown],
     image_store: str = "",
     now: str = "",
+    links: str = "",
+    link_expiry: int = 0,
+    link_base: str = "",
 ):
     """The prepare stage's body; component() gives it the docstring built from PrepareConfig."""
     from pathlib import Path

@@ -52,20 +52,17 @@ class PrepareConfig:
         "(gs://, s3://, minio:// stores; what Arize can open without the store's credentials), "
         "'public' = link_base + the image's path in the store, 'url' = the plain object URL, "
         f"'uri' = the gs:// or s3:// URI; '' = env {storage.ENV_LINKS} or 'url'",
-        component=False,
         choices=("", *storage.LINK_STYLES),
     )
     link_expiry: int = param(
         0,
         f"seconds a signed link works, 1 to {storage.MAX_LINK_EXPIRY} (7 days, the V4 limit); "
         f"0 = env {storage.ENV_LINK_EXPIRY} or 7 days",
-        component=False,
     )
     link_base: str = param(
         "",
         "with links=public: the public http(s) URL that serves the image store (no credential in it); "
         f"'' = env {storage.ENV_LINK_BASE}",
-        component=False,
     )
 
     def __post_init__(self) -> None:

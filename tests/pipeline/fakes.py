@@ -138,6 +138,9 @@ def prepare(
     summary: Output[Markdown],
     image_store: str = "",
     now: str = "",
+    links: str = "",
+    link_expiry: int = 0,
+    link_base: str = "",
 ):
     import os
 
