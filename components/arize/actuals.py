@@ -36,8 +36,6 @@ import io
 import json
 import math
 import os
-import random
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,7 +48,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.arize.actuals_config import ActualsConfig
-from components.arize.config import ArizeConfig
 from components.arize.log import (
     ENV_API_KEY,
     ENV_SPACE_ID,
@@ -60,10 +57,9 @@ from components.arize.log import (
     ChunkUncertain,
     Credentials,
     CredentialsError,
-    _is_retryable,
-    _never_reached,
     arize_client,
     credentials_from_env,
+    log_with_retries,
 )
 from components.common import files, schema, storage
 from components.common.history import LABEL_CORRECT, LABEL_TS, AccuracyUpdate, update_accuracy
@@ -527,36 +523,21 @@ def send_actuals_chunk(
     The call: ``ml.log(space_id, model_name, model_type=SCORE_CATEGORICAL, dataframe, schema=Schema(
     prediction_id_column_name, actual_label_column_name), environment=PRODUCTION, model_version)``:
     a schema without prediction columns is the SDK's delayed-actuals path (Arize joins each actual
-    to the prediction of the same ID). Retries as the arize stage's ``send_chunk``: only what
-    surely stored nothing (429, 5xx, connections never made); no answer raises
-    :class:`ChunkUncertain` at once.
+    to the prediction of the same ID). Retries as the arize stage's chunks (the shared
+    :func:`~components.arize.log.log_with_retries`): only what surely stored nothing (429, 5xx,
+    connections never made); no answer raises :class:`ChunkUncertain` at once.
     """
-    from arize.exceptions.auth import AuthenticationError
-    from arize.ml.types import Environments, ModelTypes
+    from arize.ml.types import Environments
 
-    for attempt in range(1, config.max_attempts + 1):
-        try:
-            client.ml.log(
-                space_id=space_id,
-                model_name=config.arize_model_name,
-                model_type=ModelTypes.SCORE_CATEGORICAL,
-                dataframe=df,
-                schema=actuals_schema(),
-                environment=Environments.PRODUCTION,
-                model_version=model_version,
-                validate=True,
-                timeout=config.timeout_s,
-            )
-            return attempt - 1
-        except AuthenticationError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - classified right below
-            if not _never_reached(exc):
-                raise ChunkUncertain(attempt, exc) from exc
-            if not _is_retryable(exc) or attempt == config.max_attempts:
-                raise ChunkNotSent(attempt, exc) from exc
-            time.sleep(config.backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random()))
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    return log_with_retries(
+        client,
+        df,
+        space_id=space_id,
+        schema=actuals_schema(),
+        environment=Environments.PRODUCTION,
+        model_version=model_version,
+        config=config,
+    )
 
 
 # ---------------------------------------------------------------- the result
@@ -766,7 +747,7 @@ def log_actuals(
         )
         return result
     if client is None:
-        client = arize_client(creds, _endpoint(config))
+        client = arize_client(creds, config)
     send_pending(client, creds, ledger, config, result, summary)
     return result
 
@@ -777,15 +758,6 @@ def _preview(r: LabelRow, predictions: dict[str, Prediction]) -> dict[str, Any]:
         P.ACTUAL_LABEL: r.label,
         "model_version": predictions[r.prediction_id].model_version,
     }
-
-
-def _endpoint(config: ActualsConfig) -> ArizeConfig:
-    return ArizeConfig(
-        arize_model_name=config.arize_model_name,
-        api_host=config.api_host,
-        api_scheme=config.api_scheme,
-        api_port=config.api_port,
-    )
 
 
 def _history_note(uri: str, update: AccuracyUpdate | None) -> str:

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.arize.config import ArizeConnection
 from components.common.config import param
 
 REMOTE = ("gs://", "s3://", "minio://")
 
 
-@dataclass(frozen=True)
-class ActualsConfig:
-    """Where the late labels, the predictions and the history are, and how the labels are sent."""
+@dataclass(frozen=True, kw_only=True)
+class ActualsConfig(ArizeConnection):
+    """Where the late labels, the predictions and the history are, and how the labels are sent.
+
+    The Arize model and connection fields come from :class:`ArizeConnection`; three of them are
+    declared again here for their own help text.
+    """
 
     labels_uri: str = param(
         help="the file of late labels: one row per prediction with columns prediction_id and actual_label "
@@ -35,7 +40,6 @@ class ActualsConfig:
         "the drift history (one Parquet file the monitoring pipeline writes) whose windows get the late "
         "labels' counts and accuracy; empty: no history is updated",
     )
-    arize_model_name: str = param("fashion-mnist-classifier", "the model's name in Arize")
     model_version: str = param(
         "", "the model version the actuals are logged under; '' = each prepared folder's manifest's"
     )
@@ -57,18 +61,6 @@ class ActualsConfig:
         "send again, on purpose, the labels a killed or unanswered run left in flight (Arize may "
         "already hold them); False = report them as uncertain, not resent",
     )
-    max_attempts: int = param(
-        5, "tries per chunk on timeouts, connection errors, HTTP 429 and 5xx", component=False
-    )
-    backoff_s: float = param(
-        2.0, "seconds waited after the first failed try; doubled after each one", component=False
-    )
-    timeout_s: float = param(120.0, "HTTP timeout of one request, in seconds", component=False)
-    api_host: str = param("", "Arize host; '' = the SDK's (ARIZE_API_HOST or its default)", component=False)
-    api_scheme: str = param(
-        "", "Arize scheme (https, http); '' = the SDK's (ARIZE_API_SCHEME or its default)", component=False
-    )
-    api_port: int = param(0, "Arize port; 0 = the SDK's (ARIZE_API_PORT or its default)", component=False)
 
     def __post_init__(self) -> None:
         if not self.labels_uri.strip():
@@ -89,20 +81,11 @@ class ActualsConfig:
                 raise ValueError(
                     f"{name}={getattr(self, name)!r}: give the URI of one Parquet file, not a folder"
                 )
-        if not self.arize_model_name.strip():
-            raise ValueError("arize_model_name is empty: give the model's name in Arize")
+        super().__post_init__()
         if self.actuals_chunk_rows < 1:
             raise ValueError(
                 f"actuals_chunk_rows={self.actuals_chunk_rows}: expected a positive number of rows"
             )
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts={self.max_attempts}: expected at least 1")
-        if self.backoff_s < 0:
-            raise ValueError(f"backoff_s={self.backoff_s}: expected 0 or more seconds")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s={self.timeout_s}: expected a positive number of seconds")
-        if not 0 <= self.api_port <= 65535:
-            raise ValueError(f"api_port={self.api_port}: expected 0 (the SDK's) or a port 1..65535")
 
     def prepared_folders(self) -> list[str]:
         """The folders or prefixes of ``prepared_uri``, in order, without blanks."""

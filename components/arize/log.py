@@ -34,7 +34,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.arize.config import ArizeConfig
+from components.arize.config import ArizeConfig, ArizeConnection
 from components.common import files, schema, storage
 from components.common.schema import PreparedColumns as P
 
@@ -693,7 +693,7 @@ def _validated_only(
 # ---------------------------------------------------------------- 4. send
 
 
-def arize_client(credentials: Credentials, config: ArizeConfig | None = None):
+def arize_client(credentials: Credentials, config: ArizeConnection | None = None):
     """The SDK's ``ArizeClient`` for ``credentials``, at ``config``'s endpoint ('' and 0 = the SDK's)."""
     from arize import ArizeClient
 
@@ -758,24 +758,28 @@ def _is_retryable(exc: Exception) -> bool:
     return isinstance(exc, requests.exceptions.ConnectionError)  # only those that never reached it
 
 
-def send_chunk(
+def log_with_retries(
     client: Any,
     df,
-    env: str,
     *,
     space_id: str,
+    schema: Any,
+    environment: Any,
     model_version: str,
-    config: ArizeConfig,
-    report: EnvReport,
-) -> None:
-    """Log one chunk with ``client.ml.log``, retrying only when Arize surely stored nothing.
+    config: ArizeConnection,
+    on_retry: Callable[[], None] | None = None,
+    **extra: Any,
+) -> int:
+    """Log ``df`` with ``client.ml.log`` as ``config``'s model, retrying only when Arize surely stored nothing.
 
-    Retried (up to ``config.max_attempts`` tries, waiting ``backoff_s * 2^(try-1)`` plus up to 10 %
-    jitter; ``report.retries`` counts them): HTTP 429 and 5xx answers, connections refused or not
-    made. ``AuthenticationError`` (401, 403) is raised at once; other refusals and the last failed
-    try as :class:`ChunkNotSent`. A request that may have reached Arize without an answer (a read
-    timeout, a connection dropped after the request) raises :class:`ChunkUncertain` at once: a
-    retry could store the rows twice.
+    The call: ``ml.log(space_id, model_name, model_type=SCORE_CATEGORICAL, dataframe, schema,
+    environment, model_version, **extra, validate=True, timeout=config.timeout_s)``; returns the
+    retries it took, and calls ``on_retry`` before each. Retried (up to ``config.max_attempts`` tries,
+    waiting ``backoff_s * 2^(try-1)`` plus up to 10 % jitter): HTTP 429 and 5xx answers, connections
+    refused or not made. ``AuthenticationError`` (401, 403) is raised at once; other refusals and the
+    last failed try as :class:`ChunkNotSent`. A request that may have reached Arize without an
+    answer (a read timeout, a connection dropped after the request) raises :class:`ChunkUncertain`
+    at once: a retry could store the rows twice.
     """
     from arize.exceptions.auth import AuthenticationError
     from arize.ml.types import ModelTypes
@@ -787,14 +791,14 @@ def send_chunk(
                 model_name=config.arize_model_name,
                 model_type=ModelTypes.SCORE_CATEGORICAL,
                 dataframe=df,
-                schema=arize_schema(),
-                environment=sdk_environment(env),
+                schema=schema,
+                environment=environment,
                 model_version=model_version,
-                batch_id=batch_id_for(env, model_version),
+                **extra,
                 validate=True,
                 timeout=config.timeout_s,
             )
-            return
+            return attempt - 1
         except AuthenticationError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified right below
@@ -802,8 +806,41 @@ def send_chunk(
                 raise ChunkUncertain(attempt, exc) from exc
             if not _is_retryable(exc) or attempt == config.max_attempts:
                 raise ChunkNotSent(attempt, exc) from exc
-            report.retries += 1
+            if on_retry is not None:
+                on_retry()
             time.sleep(config.backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random()))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def send_chunk(
+    client: Any,
+    df,
+    env: str,
+    *,
+    space_id: str,
+    model_version: str,
+    config: ArizeConfig,
+    report: EnvReport,
+) -> None:
+    """Log one chunk of ``env`` with :func:`log_with_retries`; ``report.retries`` counts the retries.
+
+    Validation chunks carry the model version's batch ID (:func:`batch_id_for`).
+    """
+
+    def count_retry() -> None:
+        report.retries += 1
+
+    log_with_retries(
+        client,
+        df,
+        space_id=space_id,
+        schema=arize_schema(),
+        environment=sdk_environment(env),
+        model_version=model_version,
+        config=config,
+        on_retry=count_retry,
+        batch_id=batch_id_for(env, model_version),
+    )
 
 
 def send_all(

@@ -5,7 +5,8 @@ in the ingest image (it feeds ingest), the shard list in the prepare image, the 
 the drift image.
 """
 
-from typing import List, NamedTuple  # noqa: UP035 - KFP reads these annotations
+from collections.abc import Callable
+from typing import Any, List, NamedTuple  # noqa: UP035 - KFP reads these annotations
 
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 from kfp.dsl.python_component import PythonComponent
@@ -140,36 +141,18 @@ def insufficient_data(
     )
 
 
-def resolve_batch_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component that names the run's production batch (runs in the ingest image)."""
-    return build_component(resolve_batch, "ingest", images)
+HELPER_STAGES: dict[Callable[..., Any], str] = {
+    resolve_batch: "ingest",  # it feeds ingest
+    shard_indices: "prepare",
+    alert_gate: "drift",
+    drift_alert: "drift",
+    notify_drift: "drift",
+    status_gate: "drift",
+    insufficient_data: "drift",
+}
+"""Each helper's body and the stage whose image it runs in."""
 
 
-def shard_indices_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component of the shard list (runs in the prepare image)."""
-    return build_component(shard_indices, "prepare", images)
-
-
-def alert_gate_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component of the alert gate (runs in the drift image)."""
-    return build_component(alert_gate, "drift", images)
-
-
-def drift_alert_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component of the alert notice (runs in the drift image)."""
-    return build_component(drift_alert, "drift", images)
-
-
-def notify_drift_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component of the drift webhook notice (runs in the drift image)."""
-    return build_component(notify_drift, "drift", images)
-
-
-def status_gate_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component of the status gate (runs in the drift image)."""
-    return build_component(status_gate, "drift", images)
-
-
-def insufficient_data_component(images: ImageSet | None = None) -> PythonComponent:
-    """The KFP component of the insufficient-data notice (runs in the drift image)."""
-    return build_component(insufficient_data, "drift", images)
+def helper_component(body: Callable[..., Any], images: ImageSet | None = None) -> PythonComponent:
+    """The KFP component of a helper of :data:`HELPER_STAGES`, in its stage's image."""
+    return build_component(body, HELPER_STAGES[body], images)

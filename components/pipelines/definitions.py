@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kfp import compiler, dsl
 from kfp.dsl import HTML, Dataset, Markdown, Model
@@ -137,6 +137,11 @@ ARIZE = declared_defaults(ArizeConfig)
 DRIFT = declared_defaults(DriftConfig)
 
 
+def _stage_args(config_cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The pipeline parameters that feed ``config_cls``'s component fields: each its field of the same name."""
+    return {f.name: params[f.name] for f in component_fields(config_cls) if f.name in params}
+
+
 def _embed_shards(
     stages: Stages,
     settings: ClusterSettings,
@@ -169,28 +174,32 @@ def _prepare_and_monitor(
     settings: ClusterSettings,
     embeddings,
     dataset,
-    image_store,
     baseline,
-    arize_args,
-    drift_args,
+    params: Mapping[str, Any],
     prepare_args=None,
 ):
-    """Wire prepare -> arize and drift, shared by both pipelines; ``baseline`` None = the prepared rows."""
+    """Wire prepare -> arize and drift, shared by both pipelines; ``baseline`` None = the prepared rows.
+
+    ``params``: the pipeline's parameters, each passed to the stage fields of its name (drift's
+    ``image_store``, where prepare put the images, gives the report its thumbnails).
+    """
     prepare = configure(
         stages.prepare(
-            embeddings=embeddings, dataset=dataset, image_store=image_store, **(prepare_args or {})
+            embeddings=embeddings,
+            dataset=dataset,
+            **_stage_args(PrepareConfig, params),
+            **(prepare_args or {}),
         ),
         "prepare",
         settings,
     )
     prepared = prepare.outputs["prepared"]
-    configure(stages.arize(prepared=prepared, **arize_args), "arize", settings)
+    configure(stages.arize(prepared=prepared, **_stage_args(ArizeConfig, params)), "arize", settings)
     drift = configure(
         stages.drift(
             prepared=prepared,
             baseline=prepared if baseline is None else baseline,
-            image_store=image_store,  # the thumbnails of the report: where prepare put the images
-            **drift_args,
+            **_stage_args(DriftConfig, params),
         ),
         "drift",
         settings,
@@ -257,36 +266,10 @@ def build_training_pipeline(
         0 for epochs, batch_size and learning_rate means the profile's default. On a cluster:
         profile=cluster, model_name=microsoft/resnet-50, source=<Hub id or bucket>, larger sizes.
         """
-        data = configure(
-            stages.data(
-                source=source,
-                training_size=training_size,
-                validation_size=validation_size,
-                production_size=production_size,
-                production_days=production_days,
-                window_days=window_days,
-                degraded_share=degraded_share,
-                seed=seed,
-                hub_image_column=hub_image_column,
-                hub_label_column=hub_label_column,
-                hub_train_split=hub_train_split,
-                hub_test_split=hub_test_split,
-            ),
-            "data",
-            settings,
-        )
+        params = dict(locals())  # the run's parameters; each feeds the stage fields of its name
+        data = configure(stages.data(**_stage_args(DataConfig, params)), "data", settings)
         train = configure(
-            stages.train(
-                dataset=data.outputs["dataset"],
-                profile=profile,
-                model_name=model_name,
-                epochs=epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                max_steps=max_steps,
-                seed=seed,
-                allow_cpu=allow_cpu,
-            ),
+            stages.train(dataset=data.outputs["dataset"], **_stage_args(TrainConfig, params)),
             "train",
             settings,
         )
@@ -305,24 +288,8 @@ def build_training_pipeline(
             settings,
             embeddings,
             data.outputs["dataset"],
-            image_store,
             baseline=None,
-            prepare_args=dict(links=links, link_expiry=link_expiry, link_base=link_base),
-            arize_args=dict(
-                arize_model_name=arize_model_name,
-                require_arize_credentials=require_arize_credentials,
-                ledger_uri=ledger_uri,
-                resend_uncertain=resend_uncertain,
-            ),
-            drift_args=dict(
-                drift_window=drift_window,
-                false_alarm_rate=false_alarm_rate,
-                drift_resamples=drift_resamples,
-                min_window_rows=min_window_rows,
-                projection=projection,
-                seed=seed,
-                history_uri=history_uri,
-            ),
+            params=params,
         )
         return TrainingOutputs(
             report=drift.outputs["report"],
@@ -404,6 +371,7 @@ def build_monitoring_pipeline(
         the drift alert and status and, when the alert fires, notifies the webhook of the cluster's
         Secret; when drift could test no window, it says so in a notice.
         """
+        params = dict(locals())  # the run's parameters; each feeds the stage fields of its name
         # The batch is read by tasks, never imported: an importer's URI can only be a constant or a
         # pipeline input (backend/src/v2/component/importer_launcher.go, KFP 2.17.0), so it could
         # not hold the run's date, and reimport=False would reuse the artifact of a URI written
@@ -421,19 +389,7 @@ def build_monitoring_pipeline(
         # Any form of production data becomes the data-stage layout; a data-stage folder is copied
         # unchanged. Never cached ("ingest" is not in CACHED_STAGES): the same URI may hold a new batch.
         ingest = configure(
-            stages.ingest(
-                source_uri=resolve.outputs["batch_uri"],
-                source_kind=source_kind,
-                location_column=location_column,
-                timestamp_column=timestamp_column,
-                prediction_id_column=prediction_id_column,
-                label_column=label_column,
-                served_label_column=served_label_column,
-                served_score_column=served_score_column,
-                max_image_bytes=max_image_bytes,
-                max_image_side=max_image_side,
-                time_fallback=time_fallback,
-            ),
+            stages.ingest(source_uri=resolve.outputs["batch_uri"], **_stage_args(IngestConfig, params)),
             "ingest",
             settings,
         )
@@ -452,30 +408,11 @@ def build_monitoring_pipeline(
             settings,
             embeddings,
             batch,
-            image_store,
             baseline=baseline.output,
-            arize_args=dict(
-                arize_model_name=arize_model_name,
-                model_version=model_version,
-                require_arize_credentials=require_arize_credentials,
-                ledger_uri=ledger_uri,
-                resend_uncertain=resend_uncertain,
-            ),
-            drift_args=dict(
-                baseline_environment=baseline_environment,
-                drift_window=drift_window,
-                false_alarm_rate=false_alarm_rate,
-                drift_resamples=drift_resamples,
-                min_window_rows=min_window_rows,
-                projection=projection,
-                seed=seed,
-                history_uri=history_uri,
-            ),
+            params=params,
             # The batch's newest row moves to the last second of its day: each run's rows (and so
             # its windows in the history) are on its own date.
-            prepare_args=dict(
-                now=resolve.outputs["batch_end"], links=links, link_expiry=link_expiry, link_base=link_base
-            ),
+            prepare_args=dict(now=resolve.outputs["batch_end"]),
         )
         # kfp.local resolves a condition on a task's single output only (helpers.alert_gate).
         gate = configure(stages.alert_gate(alert=drift.outputs["alert"]), HELPER, settings)

@@ -8,6 +8,7 @@ with stand-ins of the same signatures through ``overrides``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,13 +22,7 @@ ComponentFactory = Callable[[ImageSet | None], PythonComponent]
 """What builds one component for an :class:`ImageSet`: a stage's ``component`` function."""
 
 HELPER_FACTORIES: dict[str, ComponentFactory] = {
-    "resolve_batch": helpers.resolve_batch_component,
-    "shard_indices": helpers.shard_indices_component,
-    "alert_gate": helpers.alert_gate_component,
-    "drift_alert": helpers.drift_alert_component,
-    "notify_drift": helpers.notify_drift_component,
-    "status_gate": helpers.status_gate_component,
-    "insufficient_data": helpers.insufficient_data_component,
+    body.__name__: functools.partial(helpers.helper_component, body) for body in helpers.HELPER_STAGES
 }
 
 

@@ -245,9 +245,9 @@ def test_the_notify_component_body_reads_the_table_and_posts(tmp_path, monkeypat
 
 
 def test_the_notify_component_declares_its_inputs():
-    from components.common.helpers import notify_drift_component
+    from components.common.helpers import helper_component, notify_drift
 
-    spec = notify_drift_component().component_spec
+    spec = helper_component(notify_drift).component_spec
     assert set(spec.inputs) == {"report", "drift_table", "metrics", "kfp_ui_host", "run_id"}
     assert not spec.outputs
     assert "fashion-drift-drift:" in spec.implementation.container.image
