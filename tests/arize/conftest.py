@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 
 from components.common import schema
+from components.prepare.config import PrepareConfig
 from components.prepare.prepare import prepare_records
 from tests.fixtures import prepare_inputs
 
@@ -165,7 +166,11 @@ def prepared_dir(tmp_path_factory, fashion_dir) -> Path:
         )
         for i, (split, n) in enumerate(COUNTS.items())
     ]
-    prepare_records(dirs, root / "dataset", root / "prepared", progress=False)  # now = the current time
+    # The newest row at 20 minutes past the current hour: the 9 production rows, 5 minutes apart, then
+    # always straddle an hour boundary (4 before it, 5 after), whatever the time the tests run.
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    now = (hour + timedelta(minutes=20)).isoformat()
+    prepare_records(dirs, root / "dataset", root / "prepared", PrepareConfig(now=now), progress=False)
     return root / "prepared"
 
 
