@@ -138,7 +138,10 @@ def score_days(table: pd.DataFrame, production: pd.DataFrame) -> dict:
     share = (production[C.DEGRADATION] != schema.DEGRADATION_NONE).groupby(day).mean()
     t = table.set_index("window_start")
     degraded = [d for d, s in share.items() if s >= DEGRADED_SHARE]
-    clean = [d for d, s in share.items() if s == 0]
+    # windows of a reference period are not tested: they count neither as caught nor as clean
+    tested = t.index[t["status"] != "reference"] if "status" in t else t.index
+    degraded = [d for d in degraded if d in tested]
+    clean = [d for d, s in share.items() if s == 0 and d in tested]
     caught = [d for d in degraded if bool(t.loc[d, "flagged"])]
     false = [d for d in clean if bool(t.loc[d, "flagged"])]
     edge = [d for d, s in share.items() if 0 < s < DEGRADED_SHARE]
@@ -205,10 +208,13 @@ def main() -> None:
     ap.add_argument(
         "--false-alarm-rate",
         type=float,
-        default=0.001,
-        help="per window; at the stage's default 0.01, 23 clean days give a false flag in 21%% of runs",
+        default=DriftConfig().false_alarm_rate,
+        help="the stage's setting: per run under --alert-rule sidak/fdr, per window under per_window "
+        "(at 0.01 per window, 23 clean days give a false flag in 21%% of runs)",
     )
-    ap.add_argument("--drift-resamples", type=int, default=5000)
+    ap.add_argument("--alert-rule", default=DriftConfig().alert_rule, help="sidak, fdr or per_window")
+    ap.add_argument("--reference-days", type=int, default=0, help="known-good reference period (days)")
+    ap.add_argument("--drift-resamples", type=int, default=DriftConfig().drift_resamples)
     ap.add_argument("--detectors", default=DriftConfig().detectors, help="comma-separated subset")
     ap.add_argument("--report-dir", help="keep each seed's HTML report here")
     ap.add_argument("--keep-dir", help="keep each seed's prepared folder here (reused when present)")
@@ -217,6 +223,8 @@ def main() -> None:
         projection="pca",
         thumbnails=False,
         false_alarm_rate=args.false_alarm_rate,
+        alert_rule=args.alert_rule,
+        reference_days=args.reference_days,
         drift_resamples=args.drift_resamples,
         detectors=args.detectors,
     )
@@ -243,7 +251,9 @@ def main() -> None:
             production = pq.read_table(folder / schema.prepared_file(schema.PRODUCTION)).to_pandas()
             res = {"seed": seed, "mode": args.mode, **score_days(result.table, production)}
             res["clean_resamples"] = clean_false_alarms(folder, cfg, args.false_alarm_windows, 200, seed)
-            stage_default = dataclasses.replace(cfg, false_alarm_rate=0.01, drift_resamples=1000)
+            stage_default = dataclasses.replace(
+                cfg, false_alarm_rate=0.01, drift_resamples=1000, alert_rule="per_window", reference_days=0
+            )
             res["clean_resamples_at_0.01"] = clean_false_alarms(
                 folder, stage_default, args.false_alarm_windows, 200, seed
             )

@@ -57,6 +57,9 @@ def drift(
     seed: int = 0,
     history_uri: str = "",
     image_store: str = "",
+    alert_rule: str = "sidak",
+    reference_days: int = 0,
+    reference_dates: str = "",
 ) -> NamedTuple("Outputs", [("alert", bool), ("status", str)]):  # type: ignore[valid-type]  # the form KFP reads
     """Calibrated embedding drift per time window, UMAP view and HTML report; `alert` and `status` for dsl.If."""
     from components.common.config import config_from

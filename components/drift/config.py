@@ -13,11 +13,19 @@ from dataclasses import dataclass
 from components.common import schema
 from components.common.config import param
 from components.common.storage import REMOTE_SCHEMES
-from components.drift.detectors import DETECTOR_NAMES, check_calibration, check_detector_names
+from components.drift.detectors import (
+    ALERT_RULES,
+    DETECTOR_NAMES,
+    SIDAK,
+    check_alert_rule,
+    check_calibration,
+    check_detector_names,
+)
 from components.drift.view import PROJECTIONS
 from components.drift.windows import WINDOWS
 
-BASELINE_ENVIRONMENTS = (schema.TRAINING, schema.VALIDATION)
+# 'production': the reference period's production rows are the baseline (reference_days / reference_dates)
+BASELINE_ENVIRONMENTS = (schema.TRAINING, schema.VALIDATION, schema.PRODUCTION)
 HISTORY_SCHEMES = REMOTE_SCHEMES  # where the drift history may live, besides a local path
 # Settings that are sample sizes: each must be at least 2.
 _SIZES = ("min_window_rows", "max_window_rows", "reference_size", "calibration_size", "umap_sample")
@@ -29,7 +37,9 @@ class DriftConfig:
 
     baseline_environment: str = param(
         schema.TRAINING,
-        "Split of the baseline folder that production is compared with: 'training' or 'validation'.",
+        "Split of the baseline folder that production is compared with: 'training', 'validation', or "
+        "'production' (the rows of the reference period, see reference_days / reference_dates; they are "
+        "split into a reference and a disjoint calibration sample).",
     )
     drift_window: str = param(
         "daily",
@@ -38,13 +48,34 @@ class DriftConfig:
     )
     false_alarm_rate: float = param(
         0.01,
-        "Chance that a window of clean data is flagged, all detectors together; between 0 and 0.5, "
-        "e.g. 0.01 = 1 clean window in 100.",
+        "Chance of a false alert: with alert_rule 'sidak' or 'fdr', that a run whose windows are all clean "
+        "raises the alert (split over the windows the run tests); with 'per_window', that one clean window "
+        "is flagged. Between 0 and 0.5, e.g. 0.01 = 1 clean run in 100.",
+    )
+    alert_rule: str = param(
+        SIDAK,
+        f"How a run's windows share false_alarm_rate, one of {', '.join(ALERT_RULES)}: 'sidak' tests each "
+        "of the run's m windows at 1-(1-rate)^(1/m) (no clean window of the run flagged, with probability "
+        "1-rate); 'fdr' flags by Benjamini-Hochberg (same bound on an all-clean run, more flags when many "
+        "windows drift); 'per_window' tests every window at the rate (a 30-window run of clean data alerts "
+        "with up to 1-(1-rate)^30).",
+    )
+    reference_days: int = param(
+        0,
+        "Known-good reference period: the first N UTC days of the baseline folder's production rows "
+        "(0: none). Its rows calibrate the thresholds (production-source clean data, so the harmless gap "
+        "between training data and production is not flagged); its own windows are not tested.",
+    )
+    reference_dates: str = param(
+        "",
+        "Known-good reference period as START/END dates (UTC, END excluded), e.g. 2026-10-30/2026-11-06; "
+        "used instead of reference_days. Empty: reference_days decides.",
     )
     drift_resamples: int = param(
         1000,
         "Clean windows drawn per window size to calibrate the thresholds; at least "
-        "max(100, 5 / false_alarm_rate), e.g. 500 at 0.01. More: finer p-values, slower.",
+        "max(100, 5 / false_alarm_rate), e.g. 500 at 0.01, and at most 20000. The stage draws more (up to "
+        "20000) when the per-window level of the alert rule needs them. More: finer p-values, slower.",
     )
     min_window_rows: int = param(
         20,
@@ -60,8 +91,9 @@ class DriftConfig:
     )
     calibration_size: int = param(
         3000,
-        "Clean rows sampled to calibrate the thresholds: validation rows, or baseline rows held out "
-        "from the reference when there are none (rows, at least 2).",
+        "Clean rows sampled to calibrate the thresholds: rows of the reference period when one is given, "
+        "else validation rows, or baseline rows held out from the reference when there are none (rows, "
+        "at least 2).",
     )
     projection: str = param("umap", "How the embedding view is drawn: 'umap', or 'pca' for a quick look.")
     umap_sample: int = param(
@@ -108,6 +140,11 @@ class DriftConfig:
     )
 
     @property
+    def has_reference_period(self) -> bool:
+        """Whether a known-good reference period is set (``reference_days`` or ``reference_dates``)."""
+        return bool(self.reference_dates) or self.reference_days > 0
+
+    @property
     def detector_names(self) -> list[str]:
         """The ``detectors`` setting as a list of names."""
         return [d.strip() for d in self.detectors.split(",") if d.strip()]
@@ -129,6 +166,15 @@ class DriftConfig:
                 f"positive_class={self.positive_class!r}: expected one of {', '.join(schema.CLASS_NAMES)}"
             )
         check_calibration(self.false_alarm_rate, self.drift_resamples, resamples_name="drift_resamples")
+        check_alert_rule(self.alert_rule)
+        if self.reference_days < 0:
+            raise ValueError(f"reference_days={self.reference_days}: expected 0 (none) or a number of days")
+        reference_period_bounds(self.reference_dates)
+        if self.baseline_environment == schema.PRODUCTION and not self.has_reference_period:
+            raise ValueError(
+                "baseline_environment='production' compares with a known-good reference period: give "
+                "reference_days (e.g. 7) or reference_dates (e.g. 2026-10-30/2026-11-06)"
+            )
         for name in _SIZES:
             if getattr(self, name) < 2:
                 raise ValueError(f"{name}={getattr(self, name)}: expected at least 2")
@@ -147,6 +193,25 @@ class DriftConfig:
                 raise ValueError(
                     f"umap_window={self.umap_window!r}: expected a date such as 2026-11-20"
                 ) from err
+
+
+def reference_period_bounds(dates: str) -> tuple[str, str] | None:
+    """``reference_dates`` as (START, END) ISO strings (None when empty); a ValueError naming the setting."""
+    if not dates:
+        return None
+    example = "e.g. 2026-10-30/2026-11-06 (UTC, END excluded)"
+    parts = dates.split("/")
+    if len(parts) != 2:
+        raise ValueError(f"reference_dates={dates!r}: expected START/END, {example}")
+    import pandas as pd  # only here: importing this module stays light
+
+    try:
+        start, end = (pd.Timestamp(p.strip()) for p in parts)
+    except ValueError as err:
+        raise ValueError(f"reference_dates={dates!r}: expected START/END dates, {example}") from err
+    if not start < end:
+        raise ValueError(f"reference_dates={dates!r}: START must be before END, {example}")
+    return parts[0].strip(), parts[1].strip()
 
 
 def check_history_uri(uri: str) -> None:

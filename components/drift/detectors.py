@@ -302,18 +302,31 @@ class MMD2(Detector):
         return float((kww.sum() - np.trace(kww)) / (n * (n - 1)) + self._krr - 2.0 * kwr.mean())
 
     def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
-        """Scores of many resampled windows of ``pool`` at once (kernel matrices computed once)."""
+        """Scores of many resampled windows of ``pool`` at once (kernel matrices computed once).
+
+        A row drawn more than once is not paired with its copies (they count as distinct draws), so
+        a window without repeats scores as :meth:`score` does.
+        """
         assert self._ref is not None, "call fit() first"
         kpp = self._kernel(pool.embeddings, pool.embeddings)
         kpr_mean = self._kernel(pool.embeddings, self._ref).mean(axis=1)
-        diag = np.diagonal(kpp)
+        diag = np.diagonal(kpp).astype(np.float64)
+        size = len(pool)
         b, n = index_sets.shape
         out = np.empty(b)
-        for lo in range(0, b, _NULL_CHUNK):
-            idx = index_sets[lo : lo + _NULL_CHUNK]
-            sub = kpp[idx[:, :, None], idx[:, None, :]].sum(axis=(1, 2), dtype=np.float64)
-            sub -= diag[idx].sum(axis=1, dtype=np.float64)
-            out[lo : lo + len(idx)] = sub / (n * (n - 1)) + self._krr - 2.0 * kpr_mean[idx].mean(axis=1)
+        chunk = max(1, min(_NULL_CHUNK, 4_000_000 // (n * n)))  # bounded memory: chunk x n x n pairs
+        for lo in range(0, b, chunk):
+            idx = index_sets[lo : lo + chunk]
+            kww = kpp[idx[:, :, None], idx[:, None, :]].sum(axis=(1, 2), dtype=np.float64)
+            # leave out the pairs of a row with itself or a copy of itself: count^2 of each pool row
+            flat = (np.arange(len(idx), dtype=np.int64)[:, None] * size + idx).ravel()
+            rows, counts = np.unique(flat, return_counts=True)
+            owner, c2 = rows // size, counts.astype(np.float64) ** 2
+            kww -= np.bincount(owner, weights=c2 * diag[rows % size], minlength=len(idx))
+            pairs = n * n - np.bincount(owner, weights=c2, minlength=len(idx))
+            out[lo : lo + len(idx)] = (
+                kww / np.maximum(pairs, 1) + self._krr - 2.0 * kpr_mean[idx].mean(axis=1)
+            )
         return out
 
 
@@ -449,9 +462,89 @@ def default_detectors(seed: int = 0, names: Sequence[str] = DETECTOR_NAMES) -> l
     return [DETECTORS[n].create(seed) for n in names]
 
 
+MAX_RESAMPLES = 20_000  # the most clean resamples drawn per window size (memory: resamples x rows indices)
+
+# How a run's windows share its false-alarm rate (the ``alert_rule`` setting):
+SIDAK = "sidak"  # each of the m windows tested at 1 - (1 - rate)^(1/m): P(any clean window flagged) <= rate
+FDR = "fdr"  # Benjamini-Hochberg across the m windows: the same bound when every window is clean
+PER_WINDOW = "per_window"  # each window at rate (a run of m clean windows alerts with up to 1 - (1 - rate)^m)
+ALERT_RULES: tuple[str, ...] = (SIDAK, FDR, PER_WINDOW)
+
+
+def check_alert_rule(rule: str) -> None:
+    """Raise a ValueError naming the ``alert_rule`` setting unless ``rule`` is one of :data:`ALERT_RULES`."""
+    if rule not in ALERT_RULES:
+        raise ValueError(f"alert_rule={rule!r}: expected one of {', '.join(ALERT_RULES)}")
+
+
+def window_level(rule: str, rate: float, m: int) -> float:
+    """The per-window level that holds ``rate`` for a run testing ``m`` windows under ``rule``.
+
+    ``sidak``: ``1 - (1 - rate) ** (1 / m)`` (a run of m independent clean windows raises a false
+    alert with probability exactly ``rate``); ``fdr``: ``rate / m``, the smallest level the
+    Benjamini-Hochberg rule can use (the calibration is drawn fine enough for it; the level actually
+    applied comes from :func:`fdr_level`); ``per_window``: ``rate``.
+    """
+    check_alert_rule(rule)
+    m = max(int(m), 1)
+    if rule == SIDAK:
+        return float(-np.expm1(np.log1p(-rate) / m))
+    if rule == FDR:
+        return rate / m
+    return rate
+
+
+def fdr_level(p_values: Sequence[float], rate: float) -> float:
+    """The Benjamini-Hochberg level for these window p-values: windows at or below it are flagged.
+
+    The largest ``rate * k / m`` with at least ``k`` p-values at or below it; ``rate / m`` when there
+    is none (then no p-value is at or below it, since the smallest exceeds ``rate / m``).
+    """
+    p = np.sort(np.asarray(p_values, dtype=np.float64))
+    m = len(p)
+    if m == 0:
+        return rate
+    ok = np.flatnonzero(p <= rate * np.arange(1, m + 1) / m)
+    k = int(ok[-1]) + 1 if len(ok) else 1
+    return rate * k / m
+
+
+def run_false_alarm(rule: str, rate: float, m: int) -> float:
+    """The probability that a run of ``m`` independent clean windows raises a false alert under ``rule``."""
+    check_alert_rule(rule)
+    if rule == PER_WINDOW:
+        return float(-np.expm1(max(int(m), 1) * np.log1p(-rate)))
+    return rate
+
+
 def min_resamples(false_alarm_rate: float) -> int:
     """The fewest clean resamples that calibrate ``false_alarm_rate``: 5 beyond the threshold, 100 at least."""
     return max(100, int(np.ceil(5 / false_alarm_rate)))
+
+
+def resamples_for(level: float, at_least: int) -> int:
+    """Resamples drawn for a per-window ``level``: ``at_least``, more when the level needs it, at most MAX_RESAMPLES.
+
+    A fine level needs ``3 / level`` (3 resamples beyond the threshold; the test is valid with any
+    number, since the window and the resamples are exchangeable on clean data, but steadier with more).
+    """
+    return max(at_least, min(MAX_RESAMPLES, int(np.ceil(3 / level))))
+
+
+def grid_size(n: int, min_rows: int, step: float) -> int:
+    """The largest size of the grid ``floor(min_rows * step**k)`` at or below ``n`` (``n`` when step is 1).
+
+    Windows are tested on a sample of that many rows, so windows of similar sizes share one
+    calibration (each distinct size costs a null distribution of thousands of resamples).
+    """
+    if step <= 1.0 or n <= min_rows:
+        return n
+    k = int(np.floor(np.log((n + 1) / min_rows) / np.log(step)))  # floor(min_rows * step**k) <= n
+    size = int(np.floor(min_rows * step**k + 1e-9))
+    while size > n:  # floating-point edge
+        k -= 1
+        size = int(np.floor(min_rows * step**k + 1e-9))
+    return max(min_rows, size)
 
 
 def check_calibration(
@@ -468,6 +561,8 @@ def check_calibration(
         raise ValueError(
             f"{resamples_name}={resamples}: too few for {rate_name}={false_alarm_rate}; use at least {least}"
         )
+    if resamples > MAX_RESAMPLES:
+        raise ValueError(f"{resamples_name}={resamples}: at most {MAX_RESAMPLES} (memory grows with it)")
 
 
 @dataclass(frozen=True)
@@ -483,11 +578,17 @@ class DetectorResult:
 
 @dataclass(frozen=True)
 class WindowVerdict:
-    """Every detector on one window, or none when the window is too small to test."""
+    """Every detector on one window, or none when the window is too small to test.
+
+    ``p_value``: the window's family p-value (how often a clean resampled window's smallest detector
+    p-value is at or below this window's); ``level``: the per-window level it was tested at.
+    """
 
     n_rows: int
     status: str  # "ok" or "too_few_rows"
     detectors: tuple[DetectorResult, ...]
+    p_value: float = float("nan")
+    level: float = float("nan")
 
     @property
     def flagged(self) -> bool:
@@ -512,8 +613,42 @@ class NullDistribution:
     """Every detector's scores on clean resampled windows of one size, and the levels they give."""
 
     scores: dict[str, np.ndarray]  # detector -> sorted null scores
-    family_p: float  # per-detector p-value threshold holding the family rate
-    thresholds: dict[str, float]  # detector -> score threshold at family_p
+    min_p: np.ndarray  # each resample's smallest leave-one-out p-value across detectors, sorted
+
+    @property
+    def resamples(self) -> int:
+        """How many clean windows were drawn."""
+        return len(self.min_p)
+
+    def family_p(self, level: float) -> float:
+        """The per-detector p-value level that holds ``level`` for the window (all detectors together).
+
+        The largest value at or below which at most ``floor(level * B)`` of the B resamples' smallest
+        p-values lie (0 when the level is finer than the resamples can tell).
+        """
+        b = len(self.min_p)
+        k = int(np.floor(level * b + 1e-9))
+        if k < 1:
+            return 0.0
+        family_p = float(self.min_p[min(k, b) - 1])
+        if k < b and self.min_p[k] == family_p:  # ties: stay below them
+            family_p = float(np.nextafter(family_p, 0.0))
+        return family_p
+
+    def thresholds(self, level: float) -> dict[str, float]:
+        """Each detector's score threshold at ``level``: a score above it fires."""
+        b = len(self.min_p)
+        c = int(
+            np.floor(self.family_p(level) * (1 + b) - 1 + 1e-9)
+        )  # fires when at most c null values reach it
+        return {
+            name: (float(s[b - 1 - c]) if 0 <= c < b else float("inf")) for name, s in self.scores.items()
+        }
+
+    def window_p(self, min_p: float) -> float:
+        """The family p-value of a window whose smallest detector p-value is ``min_p``."""
+        at_or_below = int(np.searchsorted(self.min_p, min_p * (1 + 1e-12), side="right"))
+        return float((1 + at_or_below) / (1 + len(self.min_p)))
 
 
 def _empirical_p(null_sorted: np.ndarray, s: float) -> float:
@@ -525,9 +660,12 @@ class CalibratedDrift:
     """Detectors with thresholds calibrated on same-sized windows of held-out clean data.
 
     ``fit(reference, pool)``: ``reference`` is the baseline sample the detectors compare
-    against; ``pool`` is held-out clean data (validation, or baseline rows not in the
-    reference).  ``test(window)`` gives each detector's score, p-value and verdict.
-    The null distribution is drawn (once per window size) on first use.
+    against; ``pool`` is held-out clean data (validation, rows of a known-good production period, or
+    baseline rows not in the reference).  ``test(window, level)`` gives each detector's score,
+    p-value and verdict at the per-window ``level`` (default ``false_alarm_rate``).  The null
+    distribution is drawn once per window size, with at least ``n_resamples`` resamples and more
+    when a fine level needs them (:func:`resamples_for`).  With ``size_step`` above 1, a window is
+    tested on a uniform sample of :func:`grid_size` rows, so similar sizes share one null distribution.
     """
 
     def __init__(
@@ -537,8 +675,11 @@ class CalibratedDrift:
         n_resamples: int = 1000,
         min_rows: int = 20,
         seed: int = 0,
+        size_step: float = 1.0,
     ) -> None:
         check_calibration(false_alarm_rate, n_resamples)
+        if size_step < 1.0:
+            raise ValueError(f"size_step={size_step}: expected at least 1 (1: every window size calibrated)")
         if min_rows < 2:
             raise ValueError(f"min_rows={min_rows}: expected at least 2")
         self.detectors = detectors if detectors is not None else default_detectors(seed)
@@ -546,9 +687,11 @@ class CalibratedDrift:
         self.n_resamples = n_resamples
         self.min_rows = min_rows
         self.seed = seed
+        self.size_step = size_step
         self._pool: Sample | None = None
         self._reference: Sample | None = None
         self._nulls: dict[int, NullDistribution] = {}
+        self._levels: dict[int, float] = {}
 
     def fit(self, reference: Sample, pool: Sample) -> CalibratedDrift:
         """Fit the detectors on ``reference``; keep ``pool`` to draw null windows from.
@@ -560,7 +703,7 @@ class CalibratedDrift:
         if len(pool) < self.min_rows:
             raise ValueError(
                 f"calibration data: {len(pool)} rows, need at least min_rows={self.min_rows} "
-                "(validation rows, or baseline rows held out from the reference)"
+                "(validation rows, rows of the reference period, or baseline rows held out from the reference)"
             )
         _check_same_dim(reference, pool, "calibration data")
         self.detectors = [
@@ -568,6 +711,7 @@ class CalibratedDrift:
         ]
         self._reference, self._pool = reference, pool
         self._nulls = {}
+        self._levels = {}
         return self
 
     @property
@@ -577,62 +721,81 @@ class CalibratedDrift:
 
     @property
     def family_levels(self) -> dict[int, float]:
-        """Per window size drawn so far, the per-detector p-value level that holds the family rate."""
-        return {n: self._nulls[n].family_p for n in sorted(self._nulls)}
+        """Per window size tested so far, the per-detector p-value level that held the window's level."""
+        return {n: self._nulls[n].family_p(self._levels[n]) for n in sorted(self._levels)}
 
-    def null(self, n: int) -> NullDistribution:
-        """Null distribution of every detector for windows of ``n`` rows (drawn once, cached)."""
+    @property
+    def window_levels(self) -> dict[int, float]:
+        """Per window size tested so far, the per-window level of the last test."""
+        return dict(sorted(self._levels.items()))
+
+    @property
+    def resamples_drawn(self) -> dict[int, int]:
+        """Per window size drawn so far, how many clean windows were drawn."""
+        return {n: nul.resamples for n, nul in sorted(self._nulls.items())}
+
+    def null(self, n: int, level: float | None = None) -> NullDistribution:
+        """Null distribution of every detector for windows of ``n`` rows (drawn once per size, cached).
+
+        Drawn again with more resamples when ``level`` needs more than the cached one has.
+        """
         if self._pool is None:
             raise RuntimeError("call fit() first")
-        if n in self._nulls:
+        b = resamples_for(self.false_alarm_rate if level is None else level, self.n_resamples)
+        if n in self._nulls and self._nulls[n].resamples >= b:
             return self._nulls[n]
         pool = self._pool
         rng = np.random.default_rng([self.seed, n])
-        replace = n > len(pool)
-        if replace:
-            idx = rng.integers(0, len(pool), size=(self.n_resamples, n))
-        else:
-            idx = np.stack([rng.choice(len(pool), n, replace=False) for _ in range(self.n_resamples)])
+        # Each clean window is drawn from a bootstrap replicate of the pool (N rows drawn with
+        # replacement), n rows with replacement. Its mean then varies by sigma^2 (1/n + 1/N): a fresh
+        # clean window's own variation (without replacement from the pool it would vary (N-n)/(N-1)
+        # times less), plus the uncertainty of the pool itself, which matters when the reference
+        # sits apart from the pool (a training reference against a production-source pool: there,
+        # the pool's chance offset along the gap would otherwise shift every null score at once).
+        # Detectors score repeated rows as distinct draws (MMD² leaves out a row's pairs with its copies).
+        size = len(pool)
+        idx = np.empty((b, n), dtype=np.int32)
+        for lo in range(0, b, 256):
+            m = min(256, b - lo)
+            replicate = rng.integers(0, size, size=(m, size), dtype=np.int32)
+            idx[lo : lo + m] = np.take_along_axis(replicate, rng.integers(0, size, size=(m, n)), axis=1)
         scores: dict[str, np.ndarray] = {}
         for det in self.detectors:
             scores[det.name] = det.null_scores(pool, idx)
+        del idx
         # Leave-one-out p-values of each resample under each detector, then the smallest per
-        # resample: its alpha-quantile is the per-detector level that holds the family rate.
-        b = self.n_resamples
+        # resample: its quantiles are the per-detector levels that hold a window's level.
         pmat = np.empty((b, len(self.detectors)))
         for j, det in enumerate(self.detectors):
             s = scores[det.name]
             ranks = np.searchsorted(np.sort(s), s, side="left")  # how many are strictly smaller
-            exceed_others = (b - ranks) - 1  # others >= s
-            pmat[:, j] = (1 + exceed_others) / b
-        minp = np.sort(pmat.min(axis=1))
-        k = int(np.floor(self.false_alarm_rate * b))
-        family_p = float(minp[k - 1]) if k >= 1 else 0.0
-        # choose the largest level whose null fraction stays within the rate
-        if k < b and minp[k] == family_p:
-            family_p = float(np.nextafter(family_p, 0.0))
-        sorted_scores = {name: np.sort(s) for name, s in scores.items()}
-        # a score fires when at most c null values reach it: above the (c+1)-th largest
-        c = int(np.floor(family_p * (1 + b) - 1 + 1e-9))
-        thresholds = {
-            name: (float(s[b - 1 - c]) if 0 <= c < b else float("inf")) for name, s in sorted_scores.items()
-        }
-        nul = NullDistribution(sorted_scores, family_p, thresholds)
+            pmat[:, j] = (1 + (b - ranks) - 1) / b  # 1 + others >= s, over b
+        nul = NullDistribution({name: np.sort(s) for name, s in scores.items()}, np.sort(pmat.min(axis=1)))
         self._nulls[n] = nul
         return nul
 
-    def test(self, window: Sample) -> WindowVerdict:
-        """Every detector's score, threshold, p-value and verdict on ``window``."""
+    def test(self, window: Sample, level: float | None = None) -> WindowVerdict:
+        """Every detector's score, threshold, p-value and verdict on ``window`` at the per-window ``level``."""
         if self._reference is None:
             raise RuntimeError("call fit() first")
-        n = len(window)
-        if n < self.min_rows:
-            return WindowVerdict(n, "too_few_rows", ())
+        level = self.false_alarm_rate if level is None else level
+        if not 0.0 < level < 0.5:
+            raise ValueError(f"level={level}: expected a per-window false-alarm level in (0, 0.5)")
+        rows = len(window)
+        if rows < self.min_rows:
+            return WindowVerdict(rows, "too_few_rows", ())
         _check_same_dim(self._reference, window, "window")
-        nul = self.null(n)
+        n = grid_size(rows, self.min_rows, self.size_step)
+        if n < rows:  # a uniform sample of the grid's size (the same rows for the same window)
+            keep = np.random.default_rng([self.seed, rows, 3]).choice(rows, n, replace=False)
+            window = window.take(np.sort(keep))
+        nul = self.null(n, level)
+        self._levels[n] = level
+        family_p, thresholds = nul.family_p(level), nul.thresholds(level)
         results = []
         for det in self.detectors:
             s = det.score(window)
             p = _empirical_p(nul.scores[det.name], s)
-            results.append(DetectorResult(det.name, s, nul.thresholds[det.name], p, p <= nul.family_p))
-        return WindowVerdict(n, "ok", tuple(results))
+            results.append(DetectorResult(det.name, s, thresholds[det.name], p, p <= family_p))
+        min_p = min((r.p_value for r in results), default=1.0)
+        return WindowVerdict(rows, "ok", tuple(results), nul.window_p(min_p), level)

@@ -150,6 +150,12 @@ def iter_rows(
         scores = sc_col.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float32)
         fin_v = np.isfinite(vec).all(axis=1)
         fin_p = np.isfinite(prob).all(axis=1)
+        # A served label without a served score (prepare keeps that score null on purpose): the
+        # model's own confidence stands in, so the row is not lost.
+        null_s = np.asarray(sc_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        fill = null_s & ok_p & fin_p
+        if fill.any():
+            scores[fill] = prob[fill].max(axis=1)
         ok_s = np.isfinite(scores)
         good = ok_v & fin_v & ok_p & fin_p & ok_t & ok_s
         if not good.all():

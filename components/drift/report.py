@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,8 +23,9 @@ from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from components.common.history import MODEL_VERSION, RECORDED_AT, HistoryUpdate
 from components.drift.detectors import DETECTORS
-from components.drift.history import MODEL_VERSION, RECORDED_AT, HistoryUpdate
+from components.drift.explain import Example, Explanation, named_classes, named_features
 from components.drift.view import Cluster, Colouring
 
 # What :func:`script_json` replaces: what could end the script element or open a comment
@@ -70,6 +72,9 @@ class ViewData:
     predicted: np.ndarray | None = None
     is_production: np.ndarray | None = None
     title: str = ""
+    # per point: the drift table's row of its window (-1: baseline); None: one set of points
+    point_window: np.ndarray | None = None
+    default_window: int | None = None  # the table row shown first (None: every window)
 
 
 def drift_chart(table: pd.DataFrame, detectors: list[str]) -> go.Figure:
@@ -84,18 +89,26 @@ def drift_chart(table: pd.DataFrame, detectors: list[str]) -> go.Figure:
         + [DETECTORS[d].title if d in DETECTORS else d for d in detectors],
     )
     x = table["window_start"]
+    pos = np.arange(len(table))  # customdata[0] of every point: its table row (the view's window menu)
     colours = np.where(table["flagged"], "#d62728", np.where(table["status"] == "ok", "#7f7f7f", "#ff7f0e"))
-    fig.add_trace(go.Bar(x=x, y=table["n_rows"], marker_color=colours, name="rows"), row=1, col=1)
+    fig.add_trace(
+        go.Bar(x=x, y=table["n_rows"], marker_color=colours, name="rows", customdata=pos.tolist()),
+        row=1,
+        col=1,
+    )
     for i, det in enumerate(detectors, start=2):
         fired = table[f"{det}_fired"].fillna(False).astype(bool)
+        p_values = table[f"{det}_p_value"].to_numpy(dtype=float)
         fig.add_trace(
             go.Scatter(
                 x=x,
                 y=table[f"{det}_score"],
                 mode="lines+markers",
                 name=det,
-                customdata=np.stack([table[f"{det}_p_value"].to_numpy(dtype=float)], axis=1),
-                hovertemplate="%{x}<br>score %{y:.4g}<br>p %{customdata[0]:.3g}<extra>" + det + "</extra>",
+                customdata=[
+                    [int(k), None if np.isnan(p) else float(p)] for k, p in zip(pos, p_values, strict=True)
+                ],
+                hovertemplate="%{x}<br>score %{y:.4g}<br>p %{customdata[1]:.3g}<extra>" + det + "</extra>",
             ),
             row=i,
             col=1,
@@ -119,6 +132,7 @@ def drift_chart(table: pd.DataFrame, detectors: list[str]) -> go.Figure:
                 mode="markers",
                 marker={"color": "#d62728", "size": 11, "symbol": "x"},
                 name=f"{det} fired",
+                customdata=pos[fired.to_numpy()].tolist(),
             ),
             row=i,
             col=1,
@@ -278,8 +292,18 @@ def _palette(n: int) -> list[str]:
     return [base[i % len(base)] for i in range(n)]
 
 
+def _xyz(coords: np.ndarray, mask: np.ndarray | slice, dims: int) -> dict[str, list[float]]:
+    """Plain lists (not plotly's binary arrays), so the window menu's script can filter them."""
+    axes = ("x", "y", "z")[:dims]
+    return {a: coords[mask, i].astype(float).tolist() for i, a in enumerate(axes)}
+
+
 def umap_figure(view: ViewData, dims: int) -> go.Figure:
-    """One figure holding every colouring as traces; a dropdown switches which are visible."""
+    """One figure holding every colouring as traces; a dropdown switches which are visible.
+
+    Every trace's ``customdata`` is its points' indices; the data are plain lists, so the window
+    menu's script (:data:`_HOVER_JS`) can show the points of one window and the baseline.
+    """
     coords = view.coords3 if dims == 3 else view.coords2
     scatter = go.Scatter3d if dims == 3 else go.Scattergl
     idx = np.arange(len(coords))
@@ -292,39 +316,33 @@ def umap_figure(view: ViewData, dims: int) -> go.Figure:
             for cat, colour in zip(col.categories, _palette(len(col.categories)), strict=True):
                 mask = col.values == cat
                 members.append(len(fig.data))
-                kw = {"x": coords[mask, 0], "y": coords[mask, 1]}
-                if dims == 3:
-                    kw["z"] = coords[mask, 2]
                 fig.add_trace(
                     scatter(
-                        **kw,
+                        **_xyz(coords, mask, dims),
                         mode="markers",
                         name=f"{plotly_text(cat)} ({int(mask.sum())})",
                         legendgroup=col.name,
                         marker={"size": marker_size, "color": colour},
-                        customdata=idx[mask],
+                        customdata=idx[mask].tolist(),
                         hoverinfo="none",
                         visible=False,
                     )
                 )
         else:
             members.append(len(fig.data))
-            kw = {"x": coords[:, 0], "y": coords[:, 1]}
-            if dims == 3:
-                kw["z"] = coords[:, 2]
             fig.add_trace(
                 scatter(
-                    **kw,
+                    **_xyz(coords, slice(None), dims),
                     mode="markers",
                     name=plotly_text(col.name),
                     marker={
                         "size": marker_size,
-                        "color": col.values,
+                        "color": np.asarray(col.values, dtype=float).tolist(),
                         "colorscale": "Viridis",
                         "showscale": True,
                         "colorbar": {"title": {"text": plotly_text(col.name)}},
                     },
-                    customdata=idx,
+                    customdata=idx.tolist(),
                     hoverinfo="none",
                     visible=False,
                 )
@@ -349,10 +367,19 @@ def umap_figure(view: ViewData, dims: int) -> go.Figure:
     return fig
 
 
+# The view's one script: the hover panel, and the window menu (also driven by clicks on the drift
+# chart) that shows one window's points against the baseline. Data arrive through script_json
+# and are shown with textContent only.
 _HOVER_JS = """
 (function() {
   var thumbs = %(thumbs)s;
   var texts = %(texts)s;
+  var pointWindow = %(point_window)s;
+  var windows = %(windows)s;
+  var defaultWindow = %(default_window)s;
+  var byPos = {};
+  windows.forEach(function(w) { byPos[w.pos] = w; });
+  var originals = {};
   function attach(id) {
     var el = document.getElementById(id);
     if (!el || !el.on) { return; }
@@ -364,7 +391,88 @@ _HOVER_JS = """
       txt.textContent = texts[i] || '';
     });
   }
-  function attachAll() { attach('umap3d'); attach('umap2d'); }
+  function shown(i, w) { var k = pointWindow[i]; return k < 0 || w < 0 || k === w; }
+  function filterView(id, w) {
+    var gd = document.getElementById(id);
+    if (!gd || !gd.data || typeof Plotly === 'undefined') { return; }
+    if (!originals[id]) {
+      originals[id] = gd.data.map(function(t) {
+        var c = t.marker && t.marker.color;
+        return {x: t.x, y: t.y, z: t.z, ids: t.customdata || [], name: t.name || '',
+                color: Array.isArray(c) ? c : null, colour: c};
+      });
+    }
+    var o3 = originals[id].length && originals[id][0].z !== undefined;
+    var upd = {x: [], y: [], customdata: [], name: [], 'marker.color': []};
+    if (o3) { upd.z = []; }
+    var traces = [];
+    originals[id].forEach(function(o, t) {
+      var keep = [];
+      for (var j = 0; j < o.ids.length; j++) { if (shown(o.ids[j], w)) { keep.push(j); } }
+      function pick(a) { return keep.map(function(j) { return a[j]; }); }
+      upd.x.push(pick(o.x)); upd.y.push(pick(o.y)); if (o3) { upd.z.push(pick(o.z)); }
+      upd.customdata.push(pick(o.ids));
+      upd['marker.color'].push(o.color ? pick(o.color) : o.colour);
+      upd.name.push(o.name.replace(/\\(\\d+\\)$/, '(' + keep.length + ')'));
+      traces.push(t);
+    });
+    Plotly.restyle(gd, upd, traces);
+  }
+  function highlight(w) {
+    var gd = document.getElementById('drift-chart');
+    if (!gd || !gd.data || typeof Plotly === 'undefined') { return; }
+    var info = byPos[w];
+    var shapes = info ? [{type: 'rect', xref: 'x', yref: 'paper', x0: info.start, x1: info.end, y0: 0, y1: 1,
+                          fillcolor: '#1f77b4', opacity: 0.15, line: {width: 0}, layer: 'below'}] : [];
+    Plotly.relayout(gd, {shapes: shapes});
+  }
+  function caption(w) {
+    var el = document.getElementById('window-shown');
+    if (!el) { return; }
+    var nProd = 0, nBase = 0;
+    for (var i = 0; i < pointWindow.length; i++) {
+      if (pointWindow[i] < 0) { nBase++; } else if (w < 0 || pointWindow[i] === w) { nProd++; }
+    }
+    var info = byPos[w];
+    el.textContent = (info ? 'Window ' + info.label : 'All windows') + ': ' + nProd +
+      ' production points against ' + nBase + ' baseline points.' + (info && info.why ? ' Why: ' + info.why : '');
+  }
+  function select(w) {
+    if (typeof w !== 'number' || isNaN(w) || (w >= 0 && !byPos[w])) { return false; }
+    var menu = document.getElementById('window-select');
+    if (menu) { menu.value = String(w); }
+    filterView('umap3d', w); filterView('umap2d', w); highlight(w); caption(w);
+    return true;
+  }
+  function attachAll() {
+    attach('umap3d'); attach('umap2d');
+    var menu = document.getElementById('window-select');
+    if (menu && menu.addEventListener) {
+      menu.addEventListener('change', function() { select(parseInt(menu.value, 10)); });
+    }
+    var chart = document.getElementById('drift-chart');
+    if (chart && chart.on) {
+      chart.on('plotly_click', function(ev) {
+        var c = ev.points[0].customdata;
+        if (select(Array.isArray(c) ? c[0] : c)) {
+          var view = document.getElementById('window-pick');
+          if (view && view.scrollIntoView) { view.scrollIntoView({behavior: 'smooth'}); }
+        }
+      });
+    }
+    if (document.querySelectorAll) {
+      Array.prototype.forEach.call(document.querySelectorAll('button.show-window'), function(b) {
+        b.addEventListener('click', function() {
+          if (select(parseInt(b.getAttribute('data-window'), 10))) {
+            var view = document.getElementById('window-pick');
+            if (view && view.scrollIntoView) { view.scrollIntoView({behavior: 'smooth'}); }
+          }
+        });
+      });
+    }
+    select(defaultWindow);
+  }
+  window.driftView = {select: select};
   if (document.readyState === 'complete') { attachAll(); } else { window.addEventListener('load', attachAll); }
 })();
 """
@@ -382,6 +490,16 @@ h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em}
 #thumb-img{width:168px;image-rendering:pixelated;display:none}
 table{border-collapse:collapse;font-size:0.85em} td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 .cluster img{width:48px;margin:1px;image-rendering:pixelated}
+.why{border-left:4px solid #d62728;padding:4px 12px;margin:10px 0}
+.why h3{font-size:1em;margin:4px 0}.why-sentence{font-size:1.02em}
+.why-tables{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
+.why tr.moved td{font-weight:bold;background:#fff3d6}
+.why-examples{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
+.why-examples figure{margin:0;width:72px;font-size:0.75em;text-align:center}
+.why-examples img{width:64px;height:64px;image-rendering:pixelated;border:1px solid #ccc}
+.why-examples .noimg{width:64px;height:64px;background:#eee;display:inline-block}
+#window-pick{background:#f6f6f6;padding:6px 10px;margin:6px 0}
+#window-shown{margin:4px 0 0 0}
 """
 
 
@@ -445,6 +563,128 @@ def _clusters_html(view: ViewData, limit: int = 8, examples: int = 10) -> str:
     return "".join(parts)
 
 
+def _num(value: float, fmt: str) -> str:
+    return "" if not np.isfinite(value) else format(value + 0.0, fmt)
+
+
+def _p(value: float) -> str:
+    return "" if not np.isfinite(value) else ("< 1e-12" if value < 1e-12 else f"{value:.2g}")
+
+
+def _example_html(x: Example) -> str:
+    deg = f"<br>{html.escape(x.degradation)}" if x.degradation else ""
+    title = f"{x.label} ({x.confidence:.2f})" + (f", {x.degradation}" if x.degradation else "")
+    img = (
+        f'<img src="{html.escape(x.thumbnail)}" title="{html.escape(title)}">'
+        if x.thumbnail.startswith("data:image/png;base64,")
+        else '<span class="noimg">no image</span>'
+    )
+    return f"<figure>{img}<figcaption>{html.escape(x.label)} {x.confidence:.2f}{deg}</figcaption></figure>"
+
+
+def explanation_html(e: Explanation, pos: int | None, classes: int = 5) -> str:
+    """One flagged window's explanation: the sentence, the feature and class tables, examples."""
+    moved = ' class="moved"'
+    feats_named = {f.feature for f in named_features(e.features)}
+    feat_rows = "".join(
+        f"<tr{moved if f.feature in feats_named else ''}><td>{html.escape(f.feature)}</td>"
+        f"<td>{_num(f.baseline_mean, '.3g')}</td><td>{_num(f.window_mean, '.3g')}</td>"
+        f"<td>{_num(f.smd, '+.2f')}</td><td>{_num(f.wasserstein, '.2f')}</td><td>{_num(f.ks, '.2f')}</td>"
+        f"<td>{_p(f.p_value)}</td></tr>"
+        for f in e.features
+    )
+    feats = (
+        '<table class="why-features"><tr><th>image feature</th><th>baseline mean</th><th>window mean</th>'
+        "<th>mean shift (baseline SDs)</th><th>Wasserstein (baseline SDs)</th><th>KS</th><th>p-value</th></tr>"
+        f"{feat_rows}</table>"
+        if e.features
+        else "<p>No image features in the data.</p>"
+    )
+    named = {c.label for c in named_classes(e.classes)}
+    class_rows = "".join(
+        f"<tr{moved if c.label in named else ''}><td>{html.escape(c.label)}</td>"
+        f"<td>{_num(c.baseline_share, '.0%')}</td><td>{_num(c.window_share, '.0%')}</td>"
+        f"<td>{_num(c.share_change * 100, '+.0f')} pts</td><td>{_num(c.baseline_confidence, '.2f')}</td>"
+        f"<td>{_num(c.window_confidence, '.2f')}</td><td>{_p(c.p_value)}</td></tr>"
+        for c in e.classes[:classes]
+    )
+    cls = (
+        '<table class="why-classes"><tr><th>predicted class</th><th>baseline share</th><th>window share</th>'
+        "<th>change</th><th>baseline confidence</th><th>window confidence</th><th>p-value</th></tr>"
+        f"{class_rows}</table>"
+    )
+    button = (
+        f' <button class="show-window" data-window="{int(pos)}">show in the embedding view</button>'
+        if pos is not None
+        else ""
+    )
+    examples = "".join(_example_html(x) for x in e.examples)
+    div_id = f' id="why-{int(pos)}"' if pos is not None else ""
+    return (
+        f'<div class="why"{div_id}>'
+        f"<h3>{html.escape(e.label)} ({int(e.n_rows)} rows sampled){button}</h3>"
+        f'<p class="why-sentence">{html.escape(e.sentence)}</p>'
+        f'<div class="why-tables">{feats}{cls}</div>'
+        f"<p>Nearest examples of the drifted group (of the rows farther from the baseline than "
+        f"99% of baseline rows: {_num(e.novel_share, '.0%')} of the window), with predicted label, "
+        f"confidence and ground-truth degradation when known:</p>"
+        f'<div class="why-examples">{examples}</div></div>'
+    )
+
+
+def explanations_html(explanations: Sequence[Explanation], positions: Mapping[pd.Timestamp, int]) -> str:
+    """The "why it drifted" section: one explanation per flagged window (``positions``: table rows)."""
+    if not explanations:
+        return "<p>No window of this run was flagged: nothing to explain.</p>"
+    intro = (
+        "<p>Per flagged window, against the baseline sample: image features (two-sample KS test; the "
+        "mean shift and Wasserstein distance in baseline standard deviations), predicted classes (share "
+        "and mean confidence; two-proportion test), and the rows farthest from the baseline (distance "
+        "to their 5 nearest baseline rows). Bold rows moved beyond chance (Bonferroni, 1%).</p>"
+    )
+    return intro + "".join(explanation_html(e, positions.get(e.window_start)) for e in explanations)
+
+
+def _window_menu(
+    table: pd.DataFrame, view: ViewData, why: Mapping[int, str]
+) -> tuple[str, list[dict[str, object]]]:
+    """The view's window menu (HTML) and the windows' facts for its script."""
+    assert view.point_window is not None
+    present = sorted({int(k) for k in view.point_window.tolist() if k >= 0})
+    fmt = "%Y-%m-%d %H:%M" if (table["window"] == "hourly").any() else "%Y-%m-%d"
+    windows: list[dict[str, object]] = []
+    options = []
+    for pos in present:
+        r = table.iloc[pos]
+        half = (r["window_end"] - r["window_start"]) / 2
+        label = r["window_start"].strftime(fmt)
+        state = f"flagged ({r['fired']})" if r["flagged"] else str(r["status"])
+        n_points = int((view.point_window == pos).sum())
+        text = f"{label} · {state} · {int(r['n_rows'])} rows, {n_points} points"
+        windows.append(
+            {
+                "pos": pos,
+                "label": label,
+                # the band the drift chart highlights: centred on the window's marks (at its start)
+                "start": (r["window_start"] - half).strftime("%Y-%m-%d %H:%M:%S"),
+                "end": (r["window_start"] + half).strftime("%Y-%m-%d %H:%M:%S"),
+                "flagged": bool(r["flagged"]),
+                "why": why.get(pos, ""),
+            }
+        )
+        chosen = " selected" if pos == view.default_window else ""
+        options.append(f'<option value="{pos}"{chosen}>{html.escape(text)}</option>')
+    chosen = " selected" if view.default_window is None else ""
+    options.append(f'<option value="-1"{chosen}>all windows (whole range)</option>')
+    menu = (
+        '<div id="window-pick"><label for="window-select"><b>Window shown against the baseline:</b></label> '
+        f'<select id="window-select">{"".join(options)}</select> '
+        "(or click a window on the drift chart; the most drifted window is shown first)"
+        '<p id="window-shown"></p></div>'
+    )
+    return menu, windows
+
+
 def render(
     table: pd.DataFrame,
     detectors: list[str],
@@ -453,13 +693,21 @@ def render(
     facts: dict[str, str],
     history: HistoryUpdate | None = None,
     status: str = "",
+    explanations: Sequence[Explanation] = (),
 ) -> str:
     """The whole report as one HTML string (plotly.js inlined once, no external URLs).
 
     ``history``: every stored window with this run's marked, for the trend section (None or without
     a URI: the section says that no history is kept). ``status`` (``drift``, ``no-drift`` or
-    ``insufficient-data``) is shown at the top with the summary's first line.
+    ``insufficient-data``) is shown at the top with the summary's first line. ``explanations``: why
+    each flagged window drifted (the "Why it drifted" section, and the view's caption per window).
     """
+    positions = {pd.Timestamp(t): i for i, t in enumerate(table["window_start"])}
+    why = {  # the sentence without its leading window label: the view's caption names the window
+        positions[e.window_start]: e.sentence.removeprefix(f"{e.label}: ")
+        for e in explanations
+        if e.window_start in positions
+    }
     # plotly.js inlined once (what include_plotlyjs=True embeds), so the page works offline
     plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     chart = _fig_div(drift_chart(table, detectors), "drift-chart")
@@ -478,9 +726,22 @@ def render(
     if view is not None:
         umap3 = _fig_div(umap_figure(view, 3), "umap3d")
         umap2 = _fig_div(umap_figure(view, 2), "umap2d")
-        hover_js = _HOVER_JS % {"thumbs": script_json(view.thumbnails), "texts": script_json(view.hover)}
+        windows: list[dict[str, object]] = []
+        if view.point_window is None:  # one set of points: no window menu
+            menu, point_window = "", [-1] * len(view.hover)
+        else:
+            menu, windows = _window_menu(table, view, why)
+            point_window = [int(k) for k in view.point_window.tolist()]
+        default = -1 if view.default_window is None else int(view.default_window)
+        hover_js = _HOVER_JS % {
+            "thumbs": script_json(view.thumbnails),
+            "texts": script_json(view.hover),
+            "point_window": script_json(point_window),
+            "windows": script_json(windows),
+            "default_window": script_json(default),
+        }
         view_html = (
-            '<div class="view"><div class="plots">'
+            f'{menu}<div class="view"><div class="plots">'
             f"{umap3}{umap2}</div>"
             '<div id="thumb-panel"><b>hovered point</b><img id="thumb-img" alt="thumbnail">'
             '<div id="thumb-text">Hover a point to see its image.</div></div></div>'
@@ -495,6 +756,7 @@ def render(
 <h1>Embedding drift report</h1>
 {status_html}<div class="summary">{summary_html}</div>
 <h2>Drift over time (this run)</h2>{chart}
+<h2>Why it drifted (flagged windows of this run)</h2>{explanations_html(explanations, positions)}
 <h2>Windows (this run)</h2>{_table_html(table, detectors)}
 <h2>Trend over the stored history</h2>{trend_html(history, window)}
 <h2>Embedding view</h2>{view_html}

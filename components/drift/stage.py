@@ -25,19 +25,32 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from components.common import schema
 from components.common.files import MANIFEST_FILE, write_text_atomic, write_with_atomic
+from components.common.history import HistoryUpdate, model_version_of, update_history, without_history
 from components.drift import io as dio
-from components.drift.config import DriftConfig
-from components.drift.detectors import CalibratedDrift, Sample, default_detectors
-from components.drift.history import HistoryUpdate, model_version_of, update_history, without_history
+from components.drift.config import DriftConfig, reference_period_bounds
+from components.drift.detectors import (
+    FDR,
+    PER_WINDOW,
+    SIDAK,
+    CalibratedDrift,
+    Sample,
+    default_detectors,
+    fdr_level,
+    run_false_alarm,
+    window_level,
+)
 from components.drift.io import C, Rejected, Reservoir, Rows
 from components.drift.view import BASELINE, PRODUCTION, ImageScope
 from components.drift.windows import WINDOWS, window_keys, window_start_us
 
 if TYPE_CHECKING:
+    from components.drift.explain import Explanation
     from components.drift.report import ViewData
 
 # The run's status (the component's ``status`` output; the command line's exit status in brackets):
@@ -45,15 +58,23 @@ DRIFT = "drift"  # at least one window of this run flagged (1)
 NO_DRIFT = "no-drift"  # windows were tested and none flagged (0)
 INSUFFICIENT_DATA = "insufficient-data"  # no window had min_window_rows usable rows: no verdict (3)
 STATUSES = (DRIFT, NO_DRIFT, INSUFFICIENT_DATA)
+# A window's status in the drift table: tested, too small, without rows, or inside the reference period
+# (its rows calibrated the thresholds, so it is not tested against them).
+WINDOW_OK, WINDOW_TOO_FEW, WINDOW_EMPTY, WINDOW_REFERENCE = "ok", "too_few_rows", "empty", "reference"
 
 
 @dataclass(frozen=True)
 class DriftInputs:
-    """The Parquet files a run reads; ``calibration`` None: calibrate on held-out baseline rows."""
+    """The Parquet files a run reads; ``calibration`` None: calibrate on held-out baseline rows.
+
+    ``period``: the production file holding the known-good reference period (the baseline folder's,
+    else the prepared folder's), None without a reference period.
+    """
 
     production: Path
     baseline: Path
     calibration: Path | None
+    period: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,56 @@ class Baseline:
     calibration_source: str  # in words, for the summary and the report
     centroid: np.ndarray  # mean vector of every valid baseline row
     n_rows: int  # valid baseline rows
+    baseline_source: str = ""  # in words: which rows the reference sample comes from
+    period: tuple[int, int] | None = None  # the reference period [start, end) in UTC microseconds
+    period_in_production: bool = False  # the period's rows are production's own: its windows are not tested
+
+
+@dataclass(frozen=True)
+class CalibrationFacts:
+    """Which baseline and calibration a run used and what false-alarm rate they promise (report, summary)."""
+
+    baseline: str  # where the reference sample comes from, in words
+    calibration: str  # where the clean calibration rows come from, in words
+    reference_period: str  # "START/END" (UTC, END excluded) or "" when none
+    alert_rule: str  # sidak, fdr or per_window
+    false_alarm_rate: float  # the setting
+    run_false_alarm_rate: float  # chance that a run of this many clean windows raises a false alert
+    window_level: float  # the per-window level applied (fdr: the Benjamini-Hochberg level reached)
+    windows_tested: int  # m, the windows the rate is split over
+    resamples: int  # clean windows drawn per window size (the most drawn)
+    same_source: bool  # calibration rows come from production's source (reference period)
+
+    @property
+    def promise(self) -> str:
+        """The promise in one sentence."""
+        if not self.windows_tested:
+            return "No window was tested, so no false-alarm promise applies."
+        m = self.windows_tested
+        if self.alert_rule == PER_WINDOW:
+            rule = (
+                f"each of the {m} windows tested at {self.false_alarm_rate:g} (rule per_window): a run of "
+                f"{m} clean windows raises a false alert with probability up to {self.run_false_alarm_rate:.3g}"
+            )
+        elif self.alert_rule == SIDAK:
+            rule = (
+                f"a false alert on this run's {m} windows with probability {self.false_alarm_rate:g} "
+                f"(rule sidak: each window tested at {self.window_level:.3g})"
+            )
+        else:
+            rule = (
+                f"a false alert when all of this run's {m} windows are clean with probability "
+                f"{self.false_alarm_rate:g}, and at most that share of false flags among flagged windows "
+                f"(rule fdr, Benjamini-Hochberg: windows flagged at p <= {self.window_level:.3g})"
+            )
+        source = (
+            "on clean rows of the same source as production (the reference period)"
+            if self.same_source
+            else "on training-source rows: it holds for production like the training data; production "
+            "from another source (other cameras, another test set) can differ harmlessly and be flagged "
+            "more often (give reference_days or reference_dates to calibrate on production's own source)"
+        )
+        return f"Promised: {rule}, calibrated {source}."
 
 
 @dataclass
@@ -74,7 +145,8 @@ class WindowRows:
     sample: Reservoir
     total: np.ndarray  # sum of the vectors (float64)
     n_rows: int = 0
-    correct: float = 0.0  # rows whose prediction is the actual label (NaN without labels)
+    correct: float = 0.0  # labelled rows whose prediction is the actual label (NaN without labels)
+    labelled: int = 0  # rows with an actual label (production rows may have none yet)
     score_sum: float = 0.0
 
     def add(self, rows: Rows) -> None:
@@ -82,7 +154,12 @@ class WindowRows:
         self.total += rows.vectors.sum(axis=0, dtype=np.float64)
         self.n_rows += len(rows)
         pred, act = rows.meta.get(C.PREDICTION_LABEL), rows.meta.get(C.ACTUAL_LABEL)
-        self.correct += float((pred == act).sum()) if pred is not None and act is not None else np.nan
+        if pred is None or act is None:
+            self.correct = np.nan
+        else:
+            has_label = np.array([a is not None and a == a and a != "" for a in act], dtype=bool)
+            self.labelled += int(has_label.sum())
+            self.correct += float((pred[has_label] == act[has_label]).sum())
         self.score_sum += float(rows.scores.sum(dtype=np.float64))
         self.sample.add(rows)
 
@@ -108,6 +185,7 @@ class DriftResult:
     rejected: Rejected
     history: HistoryUpdate | None = None  # every stored window (this run's marked); None: not recorded
     status: str = NO_DRIFT  # drift, no-drift or insufficient-data (no window tested: no verdict)
+    calibration: CalibrationFacts | None = None  # baseline, calibration, alert rule and promised rate
 
 
 def run_drift(
@@ -136,15 +214,19 @@ def run_drift(
     base = load_baseline(inputs, dim, cfg, rejected)
     detectors = calibrate(base, cfg)
     windows = scan_windows(inputs.production, dim, cfg, rejected)
-    table = build_table(windows, detectors, base.centroid, cfg)
+    table = build_table(windows, detectors, base.centroid, cfg, reference_keys(windows, base, cfg))
     history = record_history(table, prepared, cfg, recorded_at)
-    summary = summarise(table, detectors.names, cfg, base, rejected, history)
+    facts = calibration_facts(base, table, detectors, cfg)
+    summary = summarise(table, detectors.names, cfg, base, rejected, history, facts)
     if report_path is not None:
         scope = image_scope(prepared, baseline, cfg, image_roots)
-        view, notes = build_view(base.reference, windows, cfg, scope)
+        view, notes = build_view(base.reference, windows, cfg, scope, table)
         summary.lines.extend(notes)
-        facts = report_facts(inputs, base, table, detectors, cfg, rejected)
-        write_report(report_path, table, detectors.names, summary.lines, view, facts, history, summary.status)
+        settings = report_facts(inputs, base, table, detectors, cfg, rejected)
+        why = explain_windows(base.reference, windows, table, cfg, scope)
+        write_report(
+            report_path, table, detectors.names, summary.lines, view, settings, history, summary.status, why
+        )
     if table_path is not None:
         write_with_atomic(table_path, lambda tmp: table.to_parquet(tmp, index=False))
     m = summary.metrics
@@ -155,7 +237,7 @@ def run_drift(
         f"{time.time() - t0:.1f} s"
     )
     return DriftResult(
-        table, summary.metrics, summary.alert, summary.lines, rejected, history, summary.status
+        table, summary.metrics, summary.alert, summary.lines, rejected, history, summary.status, facts
     )
 
 
@@ -173,7 +255,10 @@ def locate_files(prepared: str | Path, baseline: str | Path, cfg: DriftConfig) -
     baseline is the validation split itself; otherwise none (baseline rows are held out instead).
     """
     production = _file(prepared, schema.PRODUCTION)
-    base = _file(baseline, cfg.baseline_environment)
+    base = _file(
+        baseline,
+        schema.PRODUCTION if cfg.baseline_environment == schema.PRODUCTION else cfg.baseline_environment,
+    )
     for path, what in ((production, "production rows"), (base, f"{cfg.baseline_environment} baseline rows")):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; the drift stage needs the {what} there")
@@ -181,7 +266,11 @@ def locate_files(prepared: str | Path, baseline: str | Path, cfg: DriftConfig) -
     if cfg.baseline_environment != schema.VALIDATION:
         found = [_file(f, schema.VALIDATION) for f in (baseline, prepared)]
         calibration = next((p for p in found if p.is_file()), None)
-    return DriftInputs(production, base, calibration)
+    period = None
+    if cfg.has_reference_period:
+        found = [_file(f, schema.PRODUCTION) for f in (baseline, prepared)]
+        period = next(p for p in found if p.is_file())  # production's own file is there at least
+    return DriftInputs(production, base, calibration, period)
 
 
 def embedding_dim(inputs: DriftInputs) -> int:
@@ -215,17 +304,126 @@ def _sample_file(
     return res.rows, total, count
 
 
+_US_PER_DAY = 86_400_000_000
+
+
+def reference_period(path: Path, cfg: DriftConfig) -> tuple[int, int]:
+    """The known-good reference period [start, end) in UTC microseconds.
+
+    ``reference_dates`` as given, else the first ``reference_days`` UTC days from the day of the
+    earliest timestamp in ``path`` (read one column, chunk by chunk).
+    """
+    bounds = reference_period_bounds(cfg.reference_dates)
+    if bounds is not None:
+        start, end = (_utc_us(b) for b in bounds)
+        return start, end
+    earliest = None
+    pf = pq.ParquetFile(path, pre_buffer=False)
+    for batch in pf.iter_batches(batch_size=65_536, columns=[C.PREDICTION_TS]):
+        ts = batch.column(0).cast(pa.int64()).drop_null().to_numpy()
+        if len(ts):
+            low = int(ts.min())
+            earliest = low if earliest is None else min(earliest, low)
+    if earliest is None:
+        raise ValueError(
+            f"{path}: no production timestamps, so reference_days={cfg.reference_days} has no period"
+        )
+    start = earliest // _US_PER_DAY * _US_PER_DAY
+    return start, start + cfg.reference_days * _US_PER_DAY
+
+
+def _utc_us(when: str) -> int:
+    t = pd.Timestamp(when)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return int(t.value // 1000)
+
+
+def period_text(period: tuple[int, int] | None) -> str:
+    """``START/END`` of a period in UTC (END excluded), ``""`` for None."""
+    if period is None:
+        return ""
+    a, b = (pd.Timestamp(x, unit="us", tz="UTC") for x in period)
+    fmt = "%Y-%m-%d" if a == a.normalize() and b == b.normalize() else "%Y-%m-%d %H:%M"
+    return f"{a:{fmt}}/{b:{fmt}}"
+
+
+def _sample_period(
+    path: Path, dim: int, period: tuple[int, int], cap: int, rng: np.random.Generator, rejected: Rejected
+) -> tuple[Rows | None, np.ndarray, int]:
+    """A uniform sample of ``cap`` valid production rows inside ``period``, plus their vector sum and count."""
+    res = Reservoir(cap, rng)
+    total = np.zeros(dim, dtype=np.float64)
+    count = 0
+    for rows in dio.iter_rows(path, schema.PRODUCTION, dim, rejected):
+        inside = np.flatnonzero((rows.ts >= period[0]) & (rows.ts < period[1]))
+        if len(inside):
+            part = rows.take(inside)
+            res.add(part)
+            total += part.vectors.sum(axis=0, dtype=np.float64)
+            count += len(part)
+    return res.rows, total, count
+
+
+def _split(both: Rows, cfg: DriftConfig, rng: np.random.Generator) -> tuple[Rows, Rows]:
+    """Disjoint reference and calibration samples of ``both`` (the reference at most half of it)."""
+    perm = rng.permutation(len(both))
+    n_ref = min(cfg.reference_size, len(both) // 2)
+    return both.take(np.sort(perm[:n_ref])), both.take(np.sort(perm[n_ref:]))
+
+
 def load_baseline(inputs: DriftInputs, dim: int, cfg: DriftConfig, rejected: Rejected) -> Baseline:
-    """Sample the reference and the calibration rows (disjoint); unusable rows go to ``rejected``."""
+    """Sample the reference and the calibration rows (disjoint); unusable rows go to ``rejected``.
+
+    | baseline_environment | reference period | reference sample | calibration rows |
+    |---|---|---|---|
+    | training | none | training rows | validation rows (training source) |
+    | training / validation | given | that split's rows | the period's production rows |
+    | validation | none | validation rows | validation rows held out from the reference |
+    | production | given (required) | the period's rows | the period's other rows |
+    """
     rng = np.random.default_rng(cfg.seed)
     env = cfg.baseline_environment
-    if inputs.calibration is not None:
+    period: tuple[int, int] | None = None
+    in_production = False
+    ref_rows: Rows | None
+    cal_rows: Rows | None
+    if inputs.period is not None:
+        period = reference_period(inputs.period, cfg)
+        in_production = inputs.period.resolve() == inputs.production.resolve()
+        # production's own rejected rows are counted once, by scan_windows
+        period_rejected = Rejected() if in_production else rejected
+        what = f"reference period {period_text(period)} of {inputs.period}"
+    if inputs.period is not None and period is not None and env == schema.PRODUCTION:
+        cap = cfg.reference_size + cfg.calibration_size
+        both, base_sum, base_n = _sample_period(inputs.period, dim, period, cap, rng, period_rejected)
+        _enough(both, cfg, what)
+        assert both is not None
+        ref_rows, cal_rows = _split(both, cfg, rng)
+        baseline_source = f"production rows of the {what} ({len(ref_rows)} sampled of {base_n})"
+        source = (
+            f"other rows of the same reference period ({len(cal_rows)} rows, disjoint from the reference)"
+        )
+    elif inputs.period is not None and period is not None:
+        ref_rows, base_sum, base_n = _sample_file(
+            inputs.baseline, env, dim, cfg.reference_size, rng, rejected
+        )
+        cal_rows, _, n_period = _sample_period(
+            inputs.period, dim, period, cfg.calibration_size, rng, period_rejected
+        )
+        _enough(cal_rows, cfg, what)
+        baseline_source = f"{env} rows ({inputs.baseline})"
+        source = (
+            f"production rows of the {what} ({0 if cal_rows is None else len(cal_rows)} of {n_period}; "
+            "same source as production, so the harmless gap to the training data is not flagged)"
+        )
+    elif inputs.calibration is not None:
         ref_rows, base_sum, base_n = _sample_file(
             inputs.baseline, env, dim, cfg.reference_size, rng, rejected
         )
         cal_rows, _, _ = _sample_file(
             inputs.calibration, schema.VALIDATION, dim, cfg.calibration_size, rng, rejected
         )
+        baseline_source = f"{env} rows ({inputs.baseline})"
         source = f"validation rows ({inputs.calibration})"
     else:
         cap = cfg.reference_size + cfg.calibration_size
@@ -235,13 +433,32 @@ def load_baseline(inputs: DriftInputs, dim: int, cfg: DriftConfig, rejected: Rej
                 f"{inputs.baseline}: {0 if both is None else len(both)} usable rows; holding out "
                 f"calibration data needs at least {2 * cfg.min_window_rows}"
             )
-        perm = rng.permutation(len(both))
-        n_ref = min(cfg.reference_size, len(both) // 2)
-        ref_rows, cal_rows = both.take(np.sort(perm[:n_ref])), both.take(np.sort(perm[n_ref:]))
+        ref_rows, cal_rows = _split(both, cfg, rng)
+        baseline_source = f"{env} rows ({inputs.baseline})"
         source = f"baseline rows held out from the reference ({len(cal_rows)} rows)"
     if ref_rows is None or cal_rows is None:
         raise ValueError(f"{inputs.baseline}: no usable rows (see the rejected-row reasons)")
-    return Baseline(ref_rows, cal_rows, source, base_sum / max(base_n, 1), base_n)
+    return Baseline(
+        ref_rows,
+        cal_rows,
+        source,
+        base_sum / max(base_n, 1),
+        base_n,
+        f"{baseline_source}; reference sample {len(ref_rows)}",
+        period,
+        in_production,
+    )
+
+
+def _enough(rows: Rows | None, cfg: DriftConfig, what: str) -> None:
+    """A ValueError naming the reference period when it holds too few rows to calibrate on."""
+    n = 0 if rows is None else len(rows)
+    need = 2 * cfg.min_window_rows
+    if n < need:
+        raise ValueError(
+            f"{what}: {n} usable production rows, at least {need} needed (2 x min_window_rows); "
+            "give a longer reference_days or other reference_dates"
+        )
 
 
 # 3. Calibration ------------------------------------------------------------------------------------
@@ -249,6 +466,12 @@ def load_baseline(inputs: DriftInputs, dim: int, cfg: DriftConfig, rejected: Rej
 
 def _to_sample(rows: Rows) -> Sample:
     return Sample(rows.vectors, rows.probabilities, rows.scores)
+
+
+# Windows are tested on samples whose sizes lie on a grid 10% apart (at most 9% of a window's rows
+# left out), so that windows of similar sizes share one null distribution: daily windows of 170-230
+# rows need 4 calibrations, not 60.
+SIZE_STEP = 1.1
 
 
 def calibrate(base: Baseline, cfg: DriftConfig) -> CalibratedDrift:
@@ -259,6 +482,7 @@ def calibrate(base: Baseline, cfg: DriftConfig) -> CalibratedDrift:
         n_resamples=cfg.drift_resamples,
         min_rows=cfg.min_window_rows,
         seed=cfg.seed,
+        size_step=SIZE_STEP,
     ).fit(_to_sample(base.reference), _to_sample(base.calibration))
 
 
@@ -284,26 +508,57 @@ def scan_windows(path: Path, dim: int, cfg: DriftConfig, rejected: Rejected) -> 
 # 5. The drift table --------------------------------------------------------------------------------
 
 
+def reference_keys(windows: dict[int, WindowRows], base: Baseline, cfg: DriftConfig) -> frozenset[int]:
+    """Windows inside the reference period whose rows are production's own: they are not tested."""
+    if base.period is None or not base.period_in_production:
+        return frozenset()
+    start, end = base.period
+    length = WINDOWS[cfg.drift_window]
+    return frozenset(
+        k
+        for k in windows
+        if start <= window_start_us(k, cfg.drift_window)
+        and window_start_us(k, cfg.drift_window) + length <= end
+    )
+
+
 def window_record(
-    key: int, window: WindowRows | None, detectors: CalibratedDrift, centroid: np.ndarray, cfg: DriftConfig
+    key: int,
+    window: WindowRows | None,
+    detectors: CalibratedDrift,
+    centroid: np.ndarray,
+    cfg: DriftConfig,
+    level: float | None = None,
+    reference: bool = False,
 ) -> dict[str, object]:
-    """The drift table's row of window ``key`` (``window`` None: no production rows there)."""
+    """The drift table's row of window ``key`` (``window`` None: no production rows there).
+
+    Tested at the per-window ``level`` (default ``cfg.false_alarm_rate``); ``reference``: the window
+    lies in the reference period, whose rows calibrated the thresholds, and is not tested.
+    """
     start = pd.Timestamp(window_start_us(key, cfg.drift_window), unit="us", tz="UTC")
     end = start + pd.Timedelta(microseconds=WINDOWS[cfg.drift_window])
-    rec: dict[str, object] = {"window_start": start, "window_end": end}
+    rec: dict[str, object] = {"window_start": start, "window_end": end, "p_value": np.nan, "level": np.nan}
     if window is None:
-        rec.update(n_rows=0, status="empty", accuracy=np.nan, mean_score=np.nan, centroid_distance=np.nan)
+        rec.update(
+            n_rows=0, status=WINDOW_EMPTY, accuracy=np.nan, mean_score=np.nan, centroid_distance=np.nan
+        )
         return rec
     n = window.n_rows
     rec.update(
         n_rows=n,
-        accuracy=window.correct / n,
+        accuracy=window.correct / window.labelled if window.labelled else np.nan,  # labelled rows only
         mean_score=window.score_sum / n,
         centroid_distance=float(np.linalg.norm(window.total / n - centroid)),
     )
+    if reference:
+        rec["status"] = WINDOW_REFERENCE
+        return rec
     assert window.sample.rows is not None  # a window exists once it has a row
-    verdict = detectors.test(_to_sample(window.sample.rows))
+    verdict = detectors.test(_to_sample(window.sample.rows), cfg.false_alarm_rate if level is None else level)
     rec["status"] = verdict.status
+    if verdict.status == WINDOW_OK:
+        rec["p_value"], rec["level"] = verdict.p_value, verdict.level
     for r in verdict.detectors:
         rec[f"{r.name}_score"] = r.score
         rec[f"{r.name}_threshold"] = r.threshold
@@ -312,16 +567,43 @@ def window_record(
     return rec
 
 
+def testable(window: WindowRows | None, key: int, cfg: DriftConfig, skip: frozenset[int]) -> bool:
+    """Whether window ``key`` will be tested: enough rows and not in the reference period."""
+    return window is not None and key not in skip and window.n_rows >= cfg.min_window_rows
+
+
 def build_table(
-    windows: dict[int, WindowRows], detectors: CalibratedDrift, centroid: np.ndarray, cfg: DriftConfig
+    windows: dict[int, WindowRows],
+    detectors: CalibratedDrift,
+    centroid: np.ndarray,
+    cfg: DriftConfig,
+    skip: frozenset[int] = frozenset(),
 ) -> pd.DataFrame:
-    """One row per window from the first to the last (empty ones included), every detector's verdict."""
+    """One row per window from the first to the last (empty ones included), every detector's verdict.
+
+    The run's ``false_alarm_rate`` is shared by the m windows it tests (``cfg.alert_rule``): each
+    is tested at :func:`~components.drift.detectors.window_level`, or, for ``fdr``, at the
+    Benjamini-Hochberg level its windows' family p-values reach. ``skip``: windows of the reference
+    period (status ``reference``, not tested). Columns ``p_value`` (the window's family p-value) and
+    ``level`` (the per-window level it was tested at) say how each verdict came about.
+    """
     keys = range(min(windows), max(windows) + 1)
-    records = [
-        window_record(k, windows.get(k), detectors, centroid, cfg)
-        for k in tqdm(keys, desc="windows", unit="window")
-    ]
-    table = pd.DataFrame.from_records(records)
+    m = sum(testable(windows.get(k), k, cfg, skip) for k in keys)
+    level = window_level(cfg.alert_rule, cfg.false_alarm_rate, m)
+
+    def records(at: float) -> list[dict[str, object]]:
+        return [
+            window_record(k, windows.get(k), detectors, centroid, cfg, at, k in skip)
+            for k in tqdm(keys, desc="windows", unit="window")
+        ]
+
+    recs = records(level)
+    if cfg.alert_rule == FDR and m:
+        p_values = [float(r["p_value"]) for r in recs if r["status"] == WINDOW_OK]  # type: ignore[arg-type]
+        reached = fdr_level(p_values, cfg.false_alarm_rate)
+        if reached > level:
+            recs = records(reached)
+    table = pd.DataFrame.from_records(recs)
     names = detectors.names
     for name in names:  # every detector's columns, also when no window was tested
         for suffix in ("score", "threshold", "p_value"):
@@ -348,7 +630,7 @@ def record_history(
     re-run of the same batch never duplicates them. The rows carry when they were recorded and the
     model version of the prepared folder's manifest. Without ``history_uri`` nothing is read or
     written: the "history" is this run's windows. A stored history that cannot be read or has other
-    columns raises :class:`~components.drift.history.HistoryError` and is left unchanged.
+    columns raises :class:`~components.common.history.HistoryError` and is left unchanged.
     """
     version = model_version_of(prepared)
     if not cfg.history_uri:
@@ -384,6 +666,28 @@ def history_lines(history: HistoryUpdate, cfg: DriftConfig) -> list[str]:
 # 7. Metrics and summary ----------------------------------------------------------------------------
 
 
+def calibration_facts(
+    base: Baseline, table: pd.DataFrame, detectors: CalibratedDrift, cfg: DriftConfig
+) -> CalibrationFacts:
+    """Which baseline and calibration this run used, its alert rule and the false-alarm rate promised."""
+    ok = table[table["status"] == WINDOW_OK]
+    m = len(ok)
+    applied = float(ok["level"].max()) if m else window_level(cfg.alert_rule, cfg.false_alarm_rate, 1)
+    drawn = detectors.resamples_drawn
+    return CalibrationFacts(
+        baseline=base.baseline_source,
+        calibration=base.calibration_source,
+        reference_period=period_text(base.period),
+        alert_rule=cfg.alert_rule,
+        false_alarm_rate=cfg.false_alarm_rate,
+        run_false_alarm_rate=run_false_alarm(cfg.alert_rule, cfg.false_alarm_rate, m) if m else 0.0,
+        window_level=applied,
+        windows_tested=m,
+        resamples=max(drawn.values()) if drawn else cfg.drift_resamples,
+        same_source=base.period is not None,
+    )
+
+
 def summarise(
     table: pd.DataFrame,
     names: list[str],
@@ -391,8 +695,12 @@ def summarise(
     base: Baseline,
     rejected: Rejected,
     history: HistoryUpdate | None = None,
+    facts: CalibrationFacts | None = None,
 ) -> DriftSummary:
     """The metrics, the alert and the summary in words.
+
+    With ``facts``, the metrics and the summary also say which baseline and calibration were used,
+    the alert rule, the per-window level and the false-alarm rate promised for this run.
 
     The alert is true when any window of THIS run (``table``) is flagged; windows stored in the
     history by earlier runs are shown in the report's trend but never raise it again, so yesterday's
@@ -412,12 +720,22 @@ def summarise(
         "baseline_rows": float(base.n_rows),
         "rejected_rows": float(len(rejected.rows)),
         "history_windows": float(len(history.table)) if history is not None and history.uri else 0.0,
+        "windows_reference": float((table["status"] == WINDOW_REFERENCE).sum()),
     }
+    if facts is not None:
+        metrics.update(
+            run_false_alarm_rate=facts.run_false_alarm_rate,
+            window_level=facts.window_level,
+            calibration_resamples=float(facts.resamples),
+            calibrated_on_production_source=float(facts.same_source),
+        )
     for name in names:
         if len(ok):
             metrics[f"threshold_{name}"] = float(ok[f"{name}_threshold"].median())
             metrics[f"max_{name}"] = float(ok[f"{name}_score"].max())
     lines = summary_lines(table, names, cfg, rejected, base.calibration_source)
+    if facts is not None and len(ok):
+        lines.insert(1, calibration_line(facts))
     if history is not None:
         lines.extend(history_lines(history, cfg))
     status = DRIFT if len(flagged) else NO_DRIFT if len(ok) else INSUFFICIENT_DATA
@@ -447,7 +765,7 @@ def summary_lines(
     out = [
         ("Drift: " if len(flagged) else "No drift: ")
         + f"{len(flagged)} of {len(ok)} tested {cfg.drift_window} windows drifted "
-        f"(false-alarm rate {cfg.false_alarm_rate:g} per window, thresholds calibrated on {source})."
+        f"({_rate_words(cfg, len(ok))}, thresholds calibrated on {source})."
     ]
     if len(flagged):
         clean = ok[~ok["flagged"]]
@@ -473,14 +791,35 @@ def summary_lines(
     return out + _not_tested_lines(table, cfg, rejected)
 
 
+def _rate_words(cfg: DriftConfig, m: int) -> str:
+    """The false-alarm setting in words: per run (split over ``m`` windows) or per window."""
+    if cfg.alert_rule == PER_WINDOW:
+        return f"false-alarm rate {cfg.false_alarm_rate:g} per window"
+    return f"false-alarm rate {cfg.false_alarm_rate:g} for the run's {m} windows, rule {cfg.alert_rule}"
+
+
+def calibration_line(facts: CalibrationFacts) -> str:
+    """The summary's line on the baseline, the calibration and the promised false-alarm rate."""
+    period = (
+        f" Reference period {facts.reference_period} (UTC, end excluded)." if facts.reference_period else ""
+    )
+    return (
+        f"Baseline: {facts.baseline}. Calibration: {facts.calibration}, {facts.resamples} clean windows "
+        f"drawn per window size.{period} {facts.promise}"
+    )
+
+
 def _not_tested_lines(table: pd.DataFrame, cfg: DriftConfig, rejected: Rejected) -> list[str]:
     """The summary's lines about windows not tested and rows that could not be used."""
     out = []
-    few = table[table["status"] != "ok"]
+    few = table[table["status"] != WINDOW_OK]
     if len(few):
+        ref = int((few["status"] == WINDOW_REFERENCE).sum())
         out.append(
-            f"{len(few)} window(s) not tested: {int((few['status'] == 'empty').sum())} empty, "
-            f"{int((few['status'] == 'too_few_rows').sum())} with fewer than {cfg.min_window_rows} rows."
+            f"{len(few)} window(s) not tested: {int((few['status'] == WINDOW_EMPTY).sum())} empty, "
+            f"{int((few['status'] == WINDOW_TOO_FEW).sum())} with fewer than {cfg.min_window_rows} rows"
+            + (f", {ref} in the reference period (their rows calibrated the thresholds)" if ref else "")
+            + "."
         )
     if rejected.rows:
         out.append(
@@ -533,15 +872,23 @@ def image_scope(
 
 
 def build_view(
-    reference: Rows, windows: dict[int, WindowRows], cfg: DriftConfig, scope: ImageScope | None = None
+    reference: Rows,
+    windows: dict[int, WindowRows],
+    cfg: DriftConfig,
+    scope: ImageScope | None = None,
+    table: pd.DataFrame | None = None,
 ) -> tuple[ViewData | None, list[str]]:
     """The embedding view and its notes for the summary (view None when there are too few points).
 
-    Baseline and production points (the same share from every window), projected, coloured,
-    clustered, with hover texts (plain text: the report never parses them as HTML) and
-    thumbnails read only from links inside ``scope`` (None: no thumbnail is read).
+    Baseline and production points (a fixed budget from every window: ``umap_sample // 2`` over
+    the windows), projected together, coloured, clustered, with hover texts (plain text: the report
+    never parses them as HTML) and thumbnails read only from links inside ``scope`` (None: no
+    thumbnail is read). With ``table`` (the drift table) each production point carries its window's
+    row, so the report's window menu shows one window against the baseline; the first one shown is
+    the most drifted flagged window (:func:`~components.drift.explain.most_drifted`), else all.
     """
     from components.drift import view as v
+    from components.drift.explain import most_drifted
     from components.drift.report import ViewData
 
     rng = np.random.default_rng([cfg.seed, 7])
@@ -550,11 +897,13 @@ def build_view(
     half = cfg.umap_sample // 2
     per = max(1, half // max(len(keys), 1))
     parts = []
+    part_keys: list[int] = []
     for k in keys:  # stratified: the same share from every window
         rows = windows[k].sample.rows
         assert rows is not None
         take = rng.choice(len(rows), min(per, len(rows)), replace=False)
         parts.append(rows.take(np.sort(take)))
+        part_keys += [k] * len(take)
     prod = Rows.concat(parts)
     base = reference.take(np.sort(rng.choice(len(reference), min(half, len(reference)), replace=False)))
     allr = Rows.concat([base, prod])
@@ -606,7 +955,41 @@ def build_view(
                     + ")"
                 )
         notes.append(desc + f", against {is_prod.mean():.0%} in the whole sample.")
-    return ViewData(coords3, coords2, cols, hover, thumbs, found, deg, pred, is_prod, title), notes
+    data = ViewData(coords3, coords2, cols, hover, thumbs, found, deg, pred, is_prod, title)
+    if table is not None:
+        row_of = {pd.Timestamp(t): i for i, t in enumerate(table["window_start"])}
+        pos = {k: row_of.get(_window_start(k, cfg), -1) for k in keys}
+        data.point_window = np.array([-1] * len(base) + [pos[k] for k in part_keys], dtype=int)
+        drifted = most_drifted(table)
+        shown = {p for p in pos.values() if p >= 0}
+        data.default_window = drifted if drifted in shown else (min(shown) if len(shown) == 1 else None)
+        if cfg.umap_window == "" and data.default_window is not None:
+            data.title = "baseline and the chosen window"
+    return data, notes
+
+
+def _window_start(key: int, cfg: DriftConfig) -> pd.Timestamp:
+    return pd.Timestamp(window_start_us(key, cfg.drift_window), unit="us", tz="UTC")
+
+
+def explain_windows(
+    reference: Rows,
+    windows: dict[int, WindowRows],
+    table: pd.DataFrame,
+    cfg: DriftConfig,
+    scope: ImageScope | None = None,
+) -> list[Explanation]:
+    """Why each flagged window drifted (:mod:`components.drift.explain`), from the bounded samples.
+
+    The examples' thumbnails are read only from links inside ``scope`` (None or ``thumbnails``
+    off: none is read).
+    """
+    from components.drift import explain
+
+    samples = {_window_start(k, cfg): w.sample.rows for k, w in windows.items() if w.sample.rows is not None}
+    fmt = "%Y-%m-%d %H:%M" if cfg.drift_window == "hourly" else "%Y-%m-%d"
+    out = explain.explain_flagged(reference, samples, table, fmt, cfg.seed)
+    return explain.with_thumbnails(out, scope) if cfg.thumbnails and scope is not None else out
 
 
 def report_facts(
@@ -621,13 +1004,18 @@ def report_facts(
     return {
         "baseline": f"{inputs.baseline} ({base.n_rows} rows; reference sample {len(base.reference)})",
         "production": f"{inputs.production} ({int(table['n_rows'].sum())} rows)",
+        "reference sample": base.baseline_source,
         "calibration": base.calibration_source,
+        "reference period": period_text(base.period) or "none",
         "window": cfg.drift_window,
-        "false-alarm rate per window (family)": f"{cfg.false_alarm_rate:g}",
+        "alert rule": cfg.alert_rule,
+        "false-alarm rate": _rate_words(cfg, int((table["status"] == WINDOW_OK).sum())),
+        "per-window level": ", ".join(f"n={k}: {v:.3g}" for k, v in detectors.window_levels.items()),
         "per-detector level holding it": ", ".join(
-            f"n={k}: {v:.4f}" for k, v in detectors.family_levels.items()
+            f"n={k}: {v:.3g}" for k, v in detectors.family_levels.items()
         ),
-        "resamples per window size": str(cfg.drift_resamples),
+        "resamples per window size": ", ".join(f"n={k}: {v}" for k, v in detectors.resamples_drawn.items())
+        or str(cfg.drift_resamples),
         "detectors run on at most": f"{cfg.max_window_rows} rows per window",
         "rejected rows": ", ".join(f"{r}: {c}" for r, c in rejected.counts().items()) or "none",
         "drift history": cfg.history_uri or "none (history_uri is empty)",
@@ -644,8 +1032,10 @@ def write_report(
     facts: dict[str, str],
     history: HistoryUpdate | None = None,
     status: str = "",
+    explanations: Sequence[Explanation] = (),
 ) -> Path:
     """Render the self-contained HTML report and write it atomically to ``path``."""
     from components.drift.report import render
 
-    return write_text_atomic(path, render(table, names, summary, view, facts, history, status))
+    page = render(table, names, summary, view, facts, history, status, explanations)
+    return write_text_atomic(path, page)

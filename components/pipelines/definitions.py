@@ -260,6 +260,9 @@ def build_training_pipeline(
         min_window_rows: int = DRIFT.min_window_rows,
         projection: str = DRIFT.projection,
         history_uri: str = DRIFT.history_uri,
+        alert_rule: str = DRIFT.alert_rule,
+        reference_days: int = DRIFT.reference_days,
+        reference_dates: str = DRIFT.reference_dates,
     ) -> TrainingOutputs:
         """Per-run parameters; defaults are the local profile (CPU, Debian's Fashion-MNIST).
 
@@ -360,6 +363,9 @@ def build_monitoring_pipeline(
         projection: str = DRIFT.projection,
         seed: int = DRIFT.seed,
         history_uri: str = DRIFT.history_uri,
+        alert_rule: str = DRIFT.alert_rule,
+        reference_days: int = DRIFT.reference_days,
+        reference_dates: str = DRIFT.reference_dates,
         kfp_ui_host: str = "",
     ) -> MonitoringOutputs:
         """Per-run parameters: the batch and its day, the model and baseline folders, the stages' settings.

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from components.drift.config import DriftConfig
 from components.common.history import (
     MODEL_VERSION,
     RECORDED_AT,
@@ -18,6 +17,7 @@ from components.common.history import (
     stamp,
     update_history,
 )
+from components.drift.config import DriftConfig
 from components.drift.stage import run_drift
 from tests.fixtures.drift_rows import write_prepared
 

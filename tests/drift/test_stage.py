@@ -167,3 +167,24 @@ def test_detectors_can_be_chosen(prepared_dir):
     assert t["flagged"].sum() == 2
     with pytest.raises(ValueError, match="expected a non-empty list from centroid"):
         DriftConfig(detectors="centroid,wasserstein")
+
+
+def test_accuracy_counts_labelled_rows_only_and_rows_without_a_served_score_are_kept(tmp_path):
+    """Production rows with no label yet (null actual) and served labels without a score (null score)."""
+    folder = write_prepared(tmp_path / "p", seed=4, drift_days=(), images=False)
+    path = folder / schema.prepared_file(schema.PRODUCTION)
+    prod = pq.read_table(path).to_pandas()
+    day = prod[C.PREDICTION_TS].dt.floor("D")
+    first = prod.index[day == day.min()]
+    prod[C.ACTUAL_LABEL] = prod[C.ACTUAL_LABEL].astype(object)
+    prod.loc[first[::2], C.ACTUAL_LABEL] = None  # half of the first day's rows: no label yet
+    prod[C.PREDICTION_SCORE] = prod[C.PREDICTION_SCORE].astype(object)
+    prod.loc[first[:3], C.PREDICTION_SCORE] = None  # served without a score
+    write_table(prod, path)
+    result = run_drift(folder, folder, None, None, _cfg())
+    assert result.metrics["rejected_rows"] == 0.0  # no row lost for a null score
+    labelled = prod.loc[first].dropna(subset=[C.ACTUAL_LABEL])
+    want = float((labelled[C.PREDICTION_LABEL] == labelled[C.ACTUAL_LABEL]).mean())
+    row = result.table[result.table["window_start"] == day.min()].iloc[0]
+    assert row["n_rows"] == len(first)
+    assert row["accuracy"] == pytest.approx(want)

@@ -180,6 +180,9 @@ def drift(
     seed: int = 0,
     history_uri: str = "",
     image_store: str = "",
+    alert_rule: str = "sidak",
+    reference_days: int = 0,
+    reference_dates: str = "",
 ) -> NamedTuple("Outputs", [("alert", bool), ("status", str)]):
     import os
     from collections import namedtuple
