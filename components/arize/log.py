@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from components.arize.config import ArizeConfig, ArizeConnection
 from components.common import files, schema, storage
+from components.common.parquet import iter_parquet, open_parquet
 from components.common.schema import PreparedColumns as P
 
 EMBEDDING_FEATURE = "image_embedding"
@@ -76,10 +77,6 @@ class CredentialsError(RuntimeError):
 
 class ArizeSendError(RuntimeError):
     """Sending stopped part-way; the message says which chunks were sent and which were not."""
-
-
-class CorruptParquetError(ValueError):
-    """A prepared table that cannot be read (truncated, corrupt, or not Parquet); the message names it."""
 
 
 @dataclass(frozen=True)
@@ -218,28 +215,12 @@ def rows_digest(batch: pa.RecordBatch) -> str:
     return hashlib.sha256(sink.getvalue()).hexdigest()
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _open_parquet(path: Path) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise CorruptParquetError(
-            f"{path}: not a readable Parquet file ({_one_line(exc)}); expected a table of the prepare stage "
-            "(truncated or corrupt? run prepare again)"
-        ) from None
+    return open_parquet(path, "run prepare again")
 
 
 def _iter_batches(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    parquet = _open_parquet(path)
-    try:
-        yield from parquet.iter_batches(batch_size=chunk_rows, columns=columns)
-    except (pa.ArrowException, OSError) as exc:
-        raise CorruptParquetError(
-            f"{path}: reading failed part-way ({_one_line(exc)}); the table is truncated or corrupt: run prepare again"
-        ) from None
+    return iter_parquet(path, "run prepare again", batch_size=chunk_rows, columns=columns)
 
 
 def iter_chunks(

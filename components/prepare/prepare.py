@@ -32,7 +32,6 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common import files, schema, storage
+from components.common.parquet import iter_parquet, open_parquet
 from components.common.schema import EmbedColumns as E
 from components.common.schema import PreparedColumns as P
 from components.prepare.config import PrepareConfig, parse_now
@@ -281,36 +281,6 @@ def open_embeds(embed_dirs: list[str | Path]) -> EmbedInputs:
     found = [_embed_file(d) for d in folders]
     served = [tuple(c for c in E.SERVED if c in _check_columns(path).names) for path in found]
     return EmbedInputs(folders, found, served)
-
-
-class CorruptParquetError(ValueError):
-    """A Parquet file that cannot be read (truncated, corrupt, or not Parquet); the message names it."""
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def open_parquet(path: Path) -> pq.ParquetFile:
-    """``pq.ParquetFile(path)``; a truncated or corrupt file raises :class:`CorruptParquetError` naming it."""
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise CorruptParquetError(
-            f"{path}: not a readable Parquet file ({_one_line(exc)}); expected a complete Parquet file "
-            "(truncated or corrupt? write it again)"
-        ) from None
-
-
-def iter_parquet(path: Path, **kw) -> Iterator[pa.RecordBatch]:
-    """``iter_batches(**kw)`` of ``path``; a file corrupt part-way raises :class:`CorruptParquetError` naming it."""
-    parquet = open_parquet(path)
-    try:
-        yield from parquet.iter_batches(**kw)
-    except (pa.ArrowException, OSError) as exc:
-        raise CorruptParquetError(
-            f"{path}: reading failed part-way ({_one_line(exc)}); the file is truncated or corrupt: write it again"
-        ) from None
 
 
 def _embed_file(folder: str | Path) -> Path:

@@ -387,7 +387,7 @@ def test_a_table_that_is_not_the_one_the_manifest_counts_is_refused(no_credentia
 
 
 def test_truncated_or_corrupt_files_are_named(no_credentials, prepared_dir, tmp_path):
-    from components.arize.log import CorruptParquetError
+    from components.common.parquet import CorruptParquetError
 
     bad = copy_prepared(prepared_dir, tmp_path)
     path = bad / schema.prepared_file(schema.VALIDATION)

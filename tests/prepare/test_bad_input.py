@@ -13,8 +13,8 @@ import pytest
 
 from components.common import files, schema
 from components.common.files import MANIFEST_FILE
+from components.common.parquet import CorruptParquetError
 from components.common.schema import EmbedColumns as E
-from components.prepare.prepare import CorruptParquetError
 from tests.prepare.conftest import COUNTS
 from tests.prepare.test_prepare import NOW, embed_tables, rejected, run_bad, write_embeds
 
