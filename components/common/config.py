@@ -153,6 +153,21 @@ def component_doc(
     return "\n".join(lines) + "\n"
 
 
+def with_args_doc(func: Callable[..., Any], helps: Mapping[str, str]) -> Callable[..., Any]:
+    """``func`` (a pipeline function) with an ``Args:`` section added to its docstring: each parameter's help.
+
+    KFP reads it into each pipeline input's description, which the KFP UI shows. A parameter
+    missing from ``helps`` raises a ValueError naming it.
+    """
+    names = list(inspect.signature(func).parameters)
+    missing = [n for n in names if n not in helps]
+    if missing:
+        raise ValueError(f"pipeline parameter(s) {', '.join(missing)} of {func.__name__} have no help text")
+    args = [f"    {name}: {helps[name]}" for name in names]
+    func.__doc__ = "\n".join([inspect.cleandoc(func.__doc__ or ""), "", "Args:", *args]) + "\n"
+    return func
+
+
 def output_names(func: Callable[..., Any]) -> tuple[str, ...]:
     """The outputs of a component body: its ``Output[...]`` parameters and its NamedTuple's fields."""
     from kfp.dsl.types import type_annotations

@@ -22,7 +22,7 @@ from kfp.dsl import Markdown
 
 from components.arize.actuals_config import ActualsConfig
 from components.arize.component import component_actuals
-from components.common.config import default_of, help_of
+from components.common.config import with_args_doc, default_of, help_of
 from components.common.images import ImageSet
 from components.pipelines.settings import ClusterSettings, configure
 from components.pipelines.stages import ComponentFactory
@@ -36,13 +36,7 @@ DEFAULTS = {f.name: default_of(f) for f in dataclasses.fields(ActualsConfig)}
 
 def _documented(pipeline_func: Callable) -> Callable:
     """``pipeline_func`` with an ``Args:`` section: each parameter's help from :class:`ActualsConfig`."""
-    helps = {f.name: help_of(f) for f in dataclasses.fields(ActualsConfig)}
-    names = inspect.signature(pipeline_func).parameters
-    args = [f"    {name}: {helps[name]}" for name in names]
-    pipeline_func.__doc__ = (
-        "\n".join([inspect.cleandoc(pipeline_func.__doc__ or ""), "", "Args:", *args]) + "\n"
-    )
-    return pipeline_func
+    return with_args_doc(pipeline_func, {f.name: help_of(f) for f in dataclasses.fields(ActualsConfig)})
 
 
 def build_actuals_pipeline(

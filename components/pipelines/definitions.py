@@ -18,7 +18,7 @@ from kfp.dsl import HTML, Dataset, Markdown, Model
 
 from components.arize.config import ArizeConfig
 from components.common import helpers, schema
-from components.common.config import component_fields, default_of, help_of
+from components.common.config import with_args_doc, component_fields, default_of, help_of
 from components.common.images import ImageSet
 from components.data.config import DataConfig
 from components.drift.config import DriftConfig
@@ -113,19 +113,8 @@ LEFT_TO_DEFAULT: dict[str, str] = {
 
 
 def documented(pipeline_func: Callable) -> Callable:
-    """``pipeline_func`` with an ``Args:`` section (each parameter's help) added to its docstring.
-
-    KFP reads it into each pipeline input's description, which the KFP UI shows.
-    """
-    names = inspect.signature(pipeline_func).parameters
-    missing = [n for n in names if n not in PARAMETER_HELP]
-    if missing:
-        raise ValueError(f"pipeline parameter(s) {', '.join(missing)} have no help: add it to PARAMETER_HELP")
-    args = [f"    {name}: {PARAMETER_HELP[name]}" for name in names]
-    pipeline_func.__doc__ = (
-        "\n".join([inspect.cleandoc(pipeline_func.__doc__ or ""), "", "Args:", *args]) + "\n"
-    )
-    return pipeline_func
+    """``pipeline_func`` with each parameter's help (``PARAMETER_HELP``) in its docstring's ``Args:``."""
+    return with_args_doc(pipeline_func, PARAMETER_HELP)
 
 
 DATA = declared_defaults(DataConfig)
