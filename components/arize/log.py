@@ -237,8 +237,16 @@ def iter_chunks(
 
 
 def sent_frame(batch: pa.RecordBatch):
-    """The pandas DataFrame ``ml.log`` sends: the sent columns of a chunk."""
-    return batch.select(list(SENT_COLUMNS)).to_pandas()
+    """The pandas DataFrame ``ml.log`` sends: the sent columns of a chunk.
+
+    A chunk whose ``image_link`` is null on every row (prepare ran without an image store: the images
+    are inside its artifact, no per-image file exists to link) keeps that column typed as strings:
+    the SDK's validation refuses a column of untyped ``None``, and takes null links as "no link".
+    """
+    df = batch.select(list(SENT_COLUMNS)).to_pandas()
+    if df[P.IMAGE_LINK].isna().all():
+        df[P.IMAGE_LINK] = df[P.IMAGE_LINK].astype("string")
+    return df
 
 
 def ledger_location(config: ArizeConfig, summary: Path, model_version: str) -> str:

@@ -149,6 +149,21 @@ class PreparedColumns:
     SERVED: tuple[str, ...] = (MODEL_PREDICTION_LABEL, MODEL_PREDICTION_SCORE, PREDICTION_SOURCE)
 
 
+class PreparedImageColumns:
+    """Rows of a prepared folder's image files (``images-<environment>.parquet``): one row per image.
+
+    The images travel inside the ``prepared`` artifact in one file per environment (not one file
+    per image: the KFP launcher moves an artifact's files one request at a time). Same rows and order
+    as the environment's table; the drift stage looks its thumbnails up by ``prediction_id``.
+    """
+
+    PREDICTION_ID = PreparedColumns.PREDICTION_ID  # string, the key: unique within a prepare run
+    IMAGE_ID = PreparedColumns.IMAGE_ID  # string
+    IMAGE = "image"  # binary, the image file's bytes (PNG)
+
+    ALL: tuple[str, ...] = (PREDICTION_ID, IMAGE_ID, IMAGE)
+
+
 # PreparedColumns.PREDICTION_SOURCE: whose prediction prediction_label / prediction_score hold.
 PREDICTION_SERVED = "served"  # the serving system's (the row had a served label)
 PREDICTION_MODEL = "model"  # the registered model's, from embed (no served label)
@@ -219,6 +234,14 @@ PREPARED_ARROW_SCHEMA = pa.schema(
     ]
 )
 
+PREPARED_IMAGES_ARROW_SCHEMA = pa.schema(
+    [
+        (PreparedImageColumns.PREDICTION_ID, pa.string()),
+        (PreparedImageColumns.IMAGE_ID, pa.string()),
+        (PreparedImageColumns.IMAGE, pa.binary()),
+    ]
+)
+
 # PREPARED_ARROW_SCHEMA and embed's own prediction beside the served one: prepare's tables when an
 # embed input carries served predictions.
 PREPARED_SERVED_ARROW_SCHEMA = pa.schema(
@@ -234,6 +257,7 @@ PREPARED_SERVED_ARROW_SCHEMA = pa.schema(
 EMBED_FILE = "embeddings.parquet"  # inside an embed output folder
 EMBED_FAILURES_FILE = "failures.parquet"  # rows whose image did not decode
 PREPARED_FILE_TEMPLATE = "{environment}.parquet"  # inside a prepare output folder
+PREPARED_IMAGES_FILE_TEMPLATE = "images-{environment}.parquet"  # the images of one environment's table
 PREPARED_REJECTED_FILE = "rejected.parquet"  # rows kept aside by prepare, with a reason
 INGEST_REJECTED_FILE = "rejected.parquet"  # rows kept aside by ingest, with location and reason
 
@@ -243,6 +267,12 @@ def prepared_file(environment: str) -> str:
     if environment not in SPLITS:
         raise ValueError(f"unknown environment {environment!r}; expected one of {', '.join(SPLITS)}")
     return PREPARED_FILE_TEMPLATE.format(environment=environment)
+
+
+def prepared_images_file(environment: str) -> str:
+    """File name of one environment's images (``PREPARED_IMAGES_ARROW_SCHEMA``) inside a prepare output folder."""
+    prepared_file(environment)  # the same check of the name
+    return PREPARED_IMAGES_FILE_TEMPLATE.format(environment=environment)
 
 
 def missing_columns(present: list[str] | tuple[str, ...], required: tuple[str, ...]) -> list[str]:

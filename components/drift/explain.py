@@ -106,6 +106,7 @@ class Example:
     novelty: float
     link: str
     thumbnail: str = ""  # a data URI, filled by :func:`with_thumbnails`
+    key: str = ""  # prediction_id: finds the image in the prepared folders' images files
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,7 @@ def explain_window(
     nov = novelty(reference.vectors, window.vectors, seed, own=own)
     rows = nearest_examples(window.vectors, nov.scores, nov.threshold, n_examples)
     labels, deg, links = _labels(window), _strings(window, C.DEGRADATION), _strings(window, C.IMAGE_LINK)
+    keys = _strings(window, C.PREDICTION_ID)
     examples = [
         Example(
             row=int(i),
@@ -330,6 +332,7 @@ def explain_window(
             degradation="" if deg is None else str(deg[i]),
             novelty=float(nov.scores[i]),
             link="" if links is None else str(links[i]),
+            key="" if keys is None else str(keys[i]),
         )
         for i in rows
     ]
@@ -461,7 +464,7 @@ def with_thumbnails(explanations: Sequence[Explanation], scope: ImageScope) -> l
     """The explanations with their examples' thumbnails, read only from links inside ``scope``."""
     out = []
     for e in explanations:
-        uris = load_thumbnails([x.link for x in e.examples], scope).uris
+        uris = load_thumbnails([x.link for x in e.examples], scope, keys=[x.key for x in e.examples]).uris
         out.append(
             replace(e, examples=[replace(x, thumbnail=u) for x, u in zip(e.examples, uris, strict=True)])
         )

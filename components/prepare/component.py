@@ -8,11 +8,14 @@ from components.prepare.config import PrepareConfig
 
 CONFIG = PrepareConfig
 ARTIFACTS = ("embeddings", "dataset", "prepared", "summary")
-SUMMARY = "Build one Arize-ready Parquet table per environment from the embed outputs, images as PNG files."
+SUMMARY = (
+    "Build one Arize-ready Parquet table per environment from the embed outputs, with its images in one "
+    "Parquet file per environment (a few objects in all)."
+)
 ARTIFACT_HELP = {
     "embeddings": "the embed output folders (one per shard), gathered with dsl.Collected",
     "dataset": "the data stage's DatasetDict folder, where the images are",
-    "prepared": "one Parquet table per environment, rejected rows, images, manifest.json",
+    "prepared": "one Parquet table and one images file per environment, rejected rows, manifest.json",
     "summary": "rows per environment, rows kept aside and why, the time shift",
 }
 
@@ -40,7 +43,6 @@ def prepare(
         dataset.path,
         prepared.path,
         config_from(PrepareConfig, locals()),
-        image_link_base=prepared.uri.rstrip("/") + "/images" if not image_store else "",
     )
     prepared.metadata["model_version"] = result.model_version
     for env, rows in result.rows.items():

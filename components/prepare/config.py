@@ -36,8 +36,9 @@ class PrepareConfig:
 
     image_store: str = param(
         "",
-        "where the PNG images go: '' = an images/ folder inside the prepared folder; "
-        "a local folder; or a gs:// or s3:// prefix (object storage)",
+        "where each image is also written as a PNG file that image_link points to (what Arize opens): "
+        "a local folder, or a gs://, s3:// or minio:// prefix; '' = none, image_link is null (the "
+        "images travel inside the prepared artifact either way, one Parquet file per environment)",
     )
     now: str = param(
         "",
@@ -45,10 +46,10 @@ class PrepareConfig:
         "'' = the current UTC time",
     )
     chunk_rows: int = param(4096, "rows read, converted and written per chunk", component=False)
-    image_workers: int = param(8, "threads writing the PNG files", component=False)
+    image_workers: int = param(8, "threads writing the PNG files to the image store", component=False)
     links: str = param(
         "",
-        "the image_link each record carries: 'signed' = a signed URL that expires after link_expiry "
+        "with an image_store, the image_link each record carries: 'signed' = a signed URL that expires after link_expiry "
         "(gs://, s3://, minio:// stores; what Arize can open without the store's credentials), "
         "'public' = link_base + the image's path in the store, 'url' = the plain object URL, "
         f"'uri' = the gs:// or s3:// URI; '' = env {storage.ENV_LINKS} or 'url'",

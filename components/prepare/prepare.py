@@ -8,9 +8,15 @@ memory goes through. :func:`prepare_records` runs four named steps:
 2. **validate** (:func:`validate_scan`): one model version, the vector length most rows have, the
    newest production timestamp (the anchor of the time shift): a :class:`Plan`;
 3. **export** (:func:`export_rows`): the conversion, chunk by chunk: rows that cannot be used are
-   kept aside in ``rejected.parquet`` with a reason, the rest go to ``<environment>.parquet`` (still
-   hidden temporary files) and their images are exported as PNG files;
+   kept aside in ``rejected.parquet`` with a reason, the rest go to ``<environment>.parquet`` and
+   their images (PNG bytes) to ``images-<environment>.parquet`` (still hidden temporary files); with
+   an ``image_store`` each image is also uploaded there, in parallel, and linked from the row;
 4. **write** (:func:`write_prepared`): the tables renamed into place, then ``manifest.json``.
+
+The artifact is a handful of files whatever the row count (the KFP launcher moves an artifact's files
+one request at a time): without an image store no per-image file is written and ``image_link`` is
+null (Arize logs the embedding vector without a link; the drift report reads the images from the
+artifact).
 
 Production rows without a label yet (``label`` = ``schema.NO_LABEL``) get a null ``actual_label``
 (Arize logs the prediction alone; its validation refuses that outside production, and so does
@@ -26,6 +32,7 @@ See ``components/prepare/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -70,7 +77,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGES_DIR = "images"
 # Arize accepts embedding vectors of 2 to 20,000 values.
 MIN_VECTOR_LEN, MAX_VECTOR_LEN = 2, 20_000
 # Arize accepts prediction IDs of 1 to 512 characters (arize.constants.ml.MAX_PREDICTION_ID_LEN).
@@ -116,8 +122,10 @@ class PrepareResult:
     served: dict = field(default_factory=dict)
     # env -> {"rows": n, "sha256": digest}: the rows whose prediction_id was given, not derived (arize checks)
     given_prediction_ids: dict[str, dict] = field(default_factory=dict)
-    # the kind of image_link logged: {"kind": url|signed|public|uri, "expiry_seconds", "expires", "text"}
+    # the kind of image_link logged: {"kind": url|signed|public|uri|none, "expiry_seconds", "expires", "text"}
     image_links: dict = field(default_factory=dict)
+    # env -> rows of its images file (schema.prepared_images_file): the images inside the artifact
+    images: dict[str, int] = field(default_factory=dict)
 
     def manifest(self) -> dict:
         """The content of ``manifest.json``."""
@@ -136,6 +144,7 @@ class PrepareResult:
             "chunk_rows": self.chunk_rows,
             "sources": self.sources,
             "files": {env: schema.prepared_file(env) for env in self.rows},
+            "image_files": {env: schema.prepared_images_file(env) for env in self.images},
             "labels": self.labels,
             "served_predictions": self.served,
             "given_prediction_ids": self.given_prediction_ids,
@@ -158,7 +167,15 @@ class PrepareResult:
             f"({self.time_shift_seconds:.0f} s): the newest {self.anchor_environment} timestamp "
             f"{self.anchor} is now {self.now}.",
             "",
-            f"Images exported as PNG under `{self.image_store}`.",
+            "Images (PNG) inside the artifact, one file per environment: "
+            + ", ".join(f"`{schema.prepared_images_file(env)}`" for env in self.images)
+            + "."
+            + (
+                f" Each image also written under `{self.image_store}` (the links Arize opens)."
+                if self.image_store
+                else f" No image store (`image_store=''`): `{P.IMAGE_LINK}` is null, Arize logs the "
+                "embedding vector without a link; give image_store to get links."
+            ),
         ]
         if self.image_links:
             lines += ["", f"Image links (`{P.IMAGE_LINK}`): {self.image_links['text']}."]
@@ -221,7 +238,6 @@ def prepare_records(
     output_dir: str | Path,
     config: PrepareConfig | None = None,
     *,
-    image_link_base: str = "",
     progress: bool = True,
 ) -> PrepareResult:
     """Turn embed outputs into Arize-ready tables, one Parquet per environment.
@@ -232,9 +248,6 @@ def prepare_records(
         output_dir: the prepared folder to write (created).
         config: image store, ``now``, chunk size, image threads (:class:`PrepareConfig`);
             None = the defaults.
-        image_link_base: only with ``config.image_store=""``: the link prefix of
-            ``<output_dir>/images`` (the artifact URI, e.g. ``gs://bucket/.../prepared``+``/images``);
-            ``""`` = the local path.
         progress: show a progress bar.
     """
     config = config or PrepareConfig()
@@ -245,7 +258,7 @@ def prepare_records(
     out.mkdir(parents=True, exist_ok=True)
     for path in files.remove_stale_temporaries(out, recursive=True):
         log.info("removed %s, left by a run that was killed", path)
-    target = ImageTarget.for_output(out, config.image_store, image_link_base, config.storage_config())
+    target = ImageTarget.for_config(config)
     images = ImageIndex(dataset_dir)
     with PreparedTables(out, plan.arrow_schema) as tables:
         exported = export_rows(inputs, plan, images, target, tables, config, progress)
@@ -436,38 +449,45 @@ def validate_scan(scan: EmbedScan, inputs: EmbedInputs, now: datetime) -> Plan:
 
 @dataclass(frozen=True)
 class ImageTarget:
-    """Where the PNG files go and how rows link to them."""
+    """Where the per-image files go (only with an image store) and how rows link to them.
 
-    store: str  # a folder or a gs:// / s3:// prefix
-    link_base: str  # "" = a link is what storage.write_bytes returns; else the prefix of the links
+    ``store=""``: no per-image file is written and every ``image_link`` is null; the images are in
+    the artifact's ``images-<environment>.parquet`` files either way.
+    """
+
+    store: str  # a folder or a gs:// / s3:// / minio:// prefix; "" = none (image_link null)
     # how records link to the images (storage.record_link); None: the plain link, as write_bytes gives it
     links: storage.StorageConfig | None = None
-    # the store is this run's own (inside the prepared folder): a failure deletes what was written
-    owned: bool = field(default=False, compare=False)
 
     @classmethod
-    def for_output(
-        cls,
-        out: Path,
-        image_store: str,
-        image_link_base: str = "",
-        links: storage.StorageConfig | None = None,
-    ) -> ImageTarget:
-        """``image_store`` when given; else ``<out>/images``, linked under ``image_link_base`` or its path.
+    def for_config(cls, config: PrepareConfig) -> ImageTarget:
+        """The target of ``config.image_store``, linked in the style of ``config.storage_config()``."""
+        return cls.for_store(config.image_store, config.storage_config(), config.links)
 
-        ``links``: the link style (``links.links``: url, signed, public, uri); checked here, before any
-        file is read: signed links need a bucket, public ones a ``link_base``.
+    @classmethod
+    def for_store(
+        cls, image_store: str, links: storage.StorageConfig | None = None, asked_links: str = ""
+    ) -> ImageTarget:
+        """``image_store`` linked in the style ``links.links`` (url, signed, public, uri).
+
+        Checked here, before any file is read: signed links need a bucket, public ones a
+        ``link_base``; ``asked_links`` (the run's own ``links`` setting) without an image store is
+        refused (there is nothing to link). A style from the environment alone is then ignored.
         """
+        if not image_store:
+            if asked_links:
+                raise ValueError(
+                    f"links={asked_links}: there is no image store to link (image_store=''): the images "
+                    f"travel inside the prepared artifact ({schema.PREPARED_IMAGES_FILE_TEMPLATE}) and "
+                    f"{P.IMAGE_LINK} is null; give image_store=<folder or gs://, s3://, minio:// prefix> "
+                    "to get links, or leave links=''"
+                )
+            return cls("")
         style = links.links if links is not None else "url"
-        if image_store:
-            target = cls(image_store, "", links if style != "url" else None)
-        else:
-            store = str(out / IMAGES_DIR)
-            target = cls(store, image_link_base or store, links if style != "url" else None, owned=True)
-        where = target.link_base or target.store
-        if style == "signed" and not storage.is_remote(where):
+        target = cls(image_store, links if style != "url" else None)
+        if style == "signed" and not storage.is_remote(image_store):
             raise ValueError(
-                f"links=signed: the images are linked as {where}, not in a gs://, s3:// or minio:// "
+                f"links=signed: the images are linked as {image_store}, not in a gs://, s3:// or minio:// "
                 "store; give image_store=<bucket prefix>, or links=public with link_base, or links=url"
             )
         if style == "public" and links is not None and not links.link_base:
@@ -477,25 +497,27 @@ class ImageTarget:
             )
         return target
 
+    @property
+    def writes(self) -> bool:
+        """Whether images are written one file each to a store (and rows carry links)."""
+        return bool(self.store)
+
     def link_kind(self) -> storage.LinkKind:
-        """The kind of link the records carry."""
+        """The kind of link the records carry (style ``none`` without an image store)."""
+        if not self.writes:
+            return storage.LinkKind("none")
         return storage.link_kind(self.links) if self.links is not None else storage.LinkKind("url")
 
     def link(self, env: str, name: str, written: str) -> str:
         """The link a record carries for the image ``name`` of ``env``, ``written`` by write_bytes."""
-        base = self.link_base
-        uri = storage.join(base or self.store, env, name)
         if self.links is not None:
-            return storage.record_link(uri, self.links, store=base or self.store)
-        # A store of its own: the link is what storage.write_bytes returns (an https URL or a path).
-        # The default store inside the prepared folder: the link of the file under the artifact's URI
-        # (storage.link_for: the same form write_bytes would return; the local path under kfp.local).
-        return storage.link_for(uri) if base else written
+            return storage.record_link(storage.join(self.store, env, name), self.links, store=self.store)
+        return written  # what storage.write_bytes returns (an https URL or a path)
 
     @property
     def shown(self) -> str:
-        """Where the images are, as the manifest and the summary name it."""
-        return self.link_base or self.store
+        """Where the per-image files are, as the manifest and the summary name it ("" = none)."""
+        return self.store
 
 
 class ImageIndex:
@@ -748,7 +770,7 @@ class _AtomicParquet:
 
 
 class PreparedTables:
-    """The tables of one prepared folder, in hidden temporary files until :meth:`commit`.
+    """The tables of one prepared folder (and their images files), in hidden temporary files until :meth:`commit`.
 
     Used as a context manager: an error inside the block removes every temporary file, so nothing
     is written half.
@@ -758,6 +780,7 @@ class PreparedTables:
         self.out = out
         self.arrow_schema = arrow_schema
         self.environments: dict[str, _AtomicParquet] = {}
+        self.images: dict[str, _AtomicParquet] = {}
         self.rejected = _AtomicParquet(out / schema.PREPARED_REJECTED_FILE, REJECTED_ARROW_SCHEMA)
 
     def __enter__(self) -> PreparedTables:
@@ -767,11 +790,16 @@ class PreparedTables:
         if exc_type is not None:
             self.abort()
 
-    def write(self, env: str, table: pa.Table) -> None:
-        """Append prepared rows to the table of ``env``."""
+    def write(self, env: str, table: pa.Table, images: pa.Table | None = None) -> None:
+        """Append prepared rows to the table of ``env``, and their images (same rows) to its images file."""
         if env not in self.environments:
             self.environments[env] = _AtomicParquet(self.out / schema.prepared_file(env), self.arrow_schema)
+            self.images[env] = _AtomicParquet(
+                self.out / schema.prepared_images_file(env), schema.PREPARED_IMAGES_ARROW_SCHEMA
+            )
         self.environments[env].write(table)
+        if images is not None:
+            self.images[env].write(images)
 
     def reject(self, table: pa.Table) -> None:
         """Append rows kept aside (``REJECTED_ARROW_SCHEMA``)."""
@@ -781,18 +809,23 @@ class PreparedTables:
         """Rows written per environment, in ``schema.SPLITS`` order."""
         return {env: self.environments[env].rows for env in schema.SPLITS if env in self.environments}
 
+    def image_rows(self) -> dict[str, int]:
+        """Images written per environment, in ``schema.SPLITS`` order."""
+        return {env: self.images[env].rows for env in schema.SPLITS if env in self.images}
+
     def commit(self) -> None:
-        """Rename every table into place; remove an environment's table left by an earlier run."""
-        for w in self.environments.values():
+        """Rename every file into place; remove an environment's files left by an earlier run."""
+        for w in [*self.environments.values(), *self.images.values()]:
             w.commit()
         self.rejected.commit()
-        for env in schema.SPLITS:  # a table left by an earlier run into the same folder is not ours
+        for env in schema.SPLITS:  # files left by an earlier run into the same folder are not ours
             if env not in self.environments:
                 (self.out / schema.prepared_file(env)).unlink(missing_ok=True)
+                (self.out / schema.prepared_images_file(env)).unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Remove every temporary file."""
-        for w in [*self.environments.values(), self.rejected]:
+        for w in [*self.environments.values(), *self.images.values(), self.rejected]:
             w.abort()
 
 
@@ -919,9 +952,11 @@ def export_rows(
     config: PrepareConfig,
     progress: bool = True,
 ) -> Exported:
-    """Convert the embed rows chunk by chunk into ``tables``, exporting each kept row's image.
+    """Convert the embed rows chunk by chunk into ``tables``, each kept row's image into its images file.
 
-    Rows that cannot be used (and the embed stage's failures) go to the rejected table with a reason.
+    With an image store (``target.writes``) each image is also uploaded there, ``config.image_workers``
+    at a time, and the row links to it. Rows that cannot be used (and the embed stage's failures) go
+    to the rejected table with a reason.
     """
     from tqdm.auto import tqdm
 
@@ -931,10 +966,15 @@ def export_rows(
     convert = _Converter(plan, images, target, exported.stats)
     seen_ids: set[str] = set()
     seen_predictions: set[str] = set()
-    # The first failed write cancels the queued ones; images in the run's own folder are deleted,
-    # those in a shared store are named in the error (a rerun writes the same names).
+    # The first failed write cancels the queued ones; the images already in the (shared) store are
+    # named in the error (a rerun writes the same names). No store: nothing is uploaded.
+    uploader = (
+        storage.Uploader(config.image_workers, content_type="image/png", cleanup=False)
+        if target.writes
+        else contextlib.nullcontext(None)
+    )
     with (
-        storage.Uploader(config.image_workers, content_type="image/png", cleanup=target.owned) as pool,
+        uploader as pool,
         tqdm(total=plan.rows, desc="prepare", unit="row", disable=not progress) as bar,
     ):
         for path in inputs.files:
@@ -957,7 +997,7 @@ def export_rows(
                     exported.rows_read[env] += pc.sum(in_env).as_py() or 0
                     mask = pc.and_(good, in_env)
                     if pc.any(mask).as_py():
-                        tables.write(env, convert(batch.filter(mask), ts.filter(mask), env, pool))
+                        tables.write(env, *convert(batch.filter(mask), ts.filter(mask), env, pool))
                 offset += batch.num_rows
                 bar.update(batch.num_rows)
     return exported
@@ -985,7 +1025,7 @@ def _reason_kind(reason: str) -> str:
 
 
 class _Converter:
-    """Kept embed rows of one environment -> prepared rows, their images written to the target."""
+    """Kept embed rows of one environment -> prepared rows and their images (uploaded to a store if any)."""
 
     def __init__(self, plan: Plan, images: ImageIndex, target: ImageTarget, stats: RowStats | None = None):
         self.plan = plan
@@ -995,10 +1035,22 @@ class _Converter:
         self.shift = pa.scalar(int(plan.shift / timedelta(microseconds=1)), type=pa.duration("us"))
         self.class_names = pa.array(schema.CLASS_NAMES)
 
-    def __call__(self, rows: pa.RecordBatch, ts: pa.Array, env: str, pool: storage.Uploader) -> pa.Table:
+    def __call__(
+        self, rows: pa.RecordBatch, ts: pa.Array, env: str, pool: storage.Uploader | None
+    ) -> tuple[pa.Table, pa.Table]:
+        """The prepared rows (``plan.arrow_schema``) and their images (``PREPARED_IMAGES_ARROW_SCHEMA``)."""
         ids = rows.column(E.IMAGE_ID).to_pylist()
-        links = self._export_images(ids, env, pool)
         prediction_ids, given = row_prediction_ids(rows, self.plan.model_version)
+        pngs = self.images.png_bytes(ids)
+        links = self._upload(ids, pngs, env, pool)
+        images = pa.table(
+            {
+                schema.PreparedImageColumns.PREDICTION_ID: pa.array(prediction_ids, pa.string()),
+                schema.PreparedImageColumns.IMAGE_ID: pa.array(ids, pa.string()),
+                schema.PreparedImageColumns.IMAGE: pa.array(pngs, pa.binary()),
+            },
+            schema=schema.PREPARED_IMAGES_ARROW_SCHEMA,
+        )
         label = rows.column(E.LABEL).cast(pa.int64())
         has_label = pc.not_equal(label, schema.NO_LABEL)
         model_label = self.class_names.take(rows.column(E.PREDICTION))
@@ -1038,11 +1090,11 @@ class _Converter:
             P.PREDICTION_SOURCE: pc.if_else(is_served, schema.PREDICTION_SERVED, schema.PREDICTION_MODEL),
         }
         arrow_schema = self.plan.arrow_schema
-        return pa.table(
+        table = pa.table(
             {
                 **{name: columns[name] for name in columns if name in arrow_schema.names},
                 P.IMAGE_VECTOR: rows.column(E.EMBEDDING).cast(pa.list_(pa.float32())),
-                P.IMAGE_LINK: pa.array(links, pa.string()),
+                P.IMAGE_LINK: links,
                 P.PROBABILITIES: rows.column(E.PROBABILITIES).cast(pa.list_(pa.float32())),
                 P.IMAGE_ID: rows.column(E.IMAGE_ID).cast(pa.string()),
                 P.DEGRADATION: rows.column(E.DEGRADATION).cast(pa.string()),
@@ -1052,14 +1104,18 @@ class _Converter:
             },
             schema=arrow_schema,
         )
+        return table, images
 
-    def _export_images(self, ids: list[str], env: str, pool: storage.Uploader) -> list[str]:
-        """Write each image as PNG; its link, one per row."""
-        pngs = self.images.png_bytes(ids)
+    def _upload(self, ids: list[str], pngs: list[bytes], env: str, pool: storage.Uploader | None) -> pa.Array:
+        """Upload each PNG to the image store (in parallel); its link, one per row (null without a store)."""
+        if pool is None or not self.target.writes:
+            return pa.nulls(len(ids), pa.string())
         names = [f"{_safe_name(i)}.png" for i in ids]
         targets = [storage.join(self.target.store, env, name) for name in names]
         written = pool.upload(zip(targets, pngs, strict=True))
-        return [self.target.link(env, name, w) for name, w in zip(names, written, strict=True)]
+        return pa.array(
+            [self.target.link(env, name, w) for name, w in zip(names, written, strict=True)], pa.string()
+        )
 
 
 # ---------------------------------------------------------------- 4. write
@@ -1101,6 +1157,7 @@ def write_prepared(
         served=exported.stats.served_summary() if plan.served else {},
         given_prediction_ids=exported.stats.given_ids(),
         image_links=_links_manifest(target, exported.started),
+        images=tables.image_rows(),
     )
     files.write_text_atomic(tables.out / files.MANIFEST_FILE, json.dumps(result.manifest(), indent=2) + "\n")
     print(
@@ -1122,6 +1179,18 @@ def write_prepared(
 def _links_manifest(target: ImageTarget, started: datetime | None) -> dict:
     """What kind of image_link was logged and, for signed links, when the first ones stop working."""
     kind = target.link_kind()
+    if kind.style == "none":
+        return {
+            "kind": "none",
+            "expiry_seconds": 0,
+            "expires": "",
+            "base": "",
+            "text": (
+                "null: no image store was given (image_store=''), so no per-image file exists to link; "
+                f"the images are inside the artifact ({schema.PREPARED_IMAGES_FILE_TEMPLATE}) and Arize "
+                "logs the embedding vector without a link"
+            ),
+        }
     expires = started + timedelta(seconds=kind.expiry_seconds) if kind.expiry_seconds and started else None
     return {
         "kind": kind.style,

@@ -452,3 +452,28 @@ def test_temporaries_of_killed_runs_are_removed(no_credentials, prepared_dir, tm
     log(prepared_dir, tmp_path / "s.md")
     assert [p.exists() for p in stale] == [False, False]
     assert [p.exists() for p in kept] == [True, True]  # a live process's, and not a sibling of ours
+
+
+def test_links_of_the_new_layout_are_sent_null_without_a_store_and_as_written_with_one(
+    fake_arize, credentials, prepared_dir, tmp_path
+):
+    """prepare without an image store: image_link null on every row, sent as a string column; the SDK's
+    validation passes. The same rows with links (an image store): sent as written."""
+    log(prepared_dir, tmp_path / "a.md", chunk_rows=100)
+    for received in fake_arize.received:
+        link = received.table.column(P.IMAGE_LINK)
+        assert pa.types.is_string(link.type) or pa.types.is_large_string(link.type)
+        assert link.null_count == received.table.num_rows
+    # the same folder as prepare writes it with an image store: a link per row
+    linked = tmp_path / "linked"
+    shutil.copytree(prepared_dir, linked)
+    path = linked / schema.prepared_file(schema.PRODUCTION)
+    table = pq.read_table(path)
+    links = [f"/images/production/{i}.png" for i in table[P.IMAGE_ID].to_pylist()]
+    pq.write_table(
+        table.set_column(table.schema.get_field_index(P.IMAGE_LINK), P.IMAGE_LINK, pa.array(links)), path
+    )
+    fake_arize.received.clear()
+    log(linked, tmp_path / "b.md", chunk_rows=100)
+    got = [r for r in fake_arize.received if r.environment == schema.PRODUCTION]
+    assert [link for r in got for link in r.table[P.IMAGE_LINK].to_pylist()] == links

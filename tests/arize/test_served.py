@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.arize.config import ArizeConfig
-from components.arize.log import ArizeValidationError, log_prepared, validate_frame
+from components.arize.log import ArizeValidationError, log_prepared, sent_frame, validate_frame
 from components.common import schema
 from components.common.schema import EmbedColumns as E
 from components.common.schema import PreparedColumns as P
@@ -138,10 +138,7 @@ def test_given_ids_must_be_the_ones_the_manifest_records(no_credentials, served_
 def test_the_sdk_refuses_a_missing_actual_outside_production(served_prepared):
     """Why prepare keeps -1 labels out of training and validation: Arize needs their actuals."""
     table = pq.read_table(served_prepared / schema.prepared_file(schema.VALIDATION))
-    df = table.select(
-        [P.PREDICTION_ID, P.PREDICTION_TS, P.PREDICTION_LABEL, P.ACTUAL_LABEL, P.PREDICTION_SCORE]
-        + [P.IMAGE_VECTOR, P.IMAGE_LINK, *P.FEATURES]
-    ).to_pandas()
+    df = sent_frame(table.combine_chunks().to_batches()[0])  # what the stage validates and sends
     assert validate_frame(df, schema.VALIDATION, "m", "v-test") == []
     df.loc[1, P.ACTUAL_LABEL] = None
     errors = validate_frame(df, schema.VALIDATION, "m", "v-test")

@@ -56,7 +56,11 @@ def test_component_through_kfp_local_with_parallelfor_and_collected(tmp_path, mo
     assert manifest["rows"] == {schema.TRAINING: 6, schema.PRODUCTION: 6}
     prod = pq.read_table(out / schema.prepared_file(schema.PRODUCTION))
     assert pc.max(prod[P.PREDICTION_TS]).as_py() == datetime(2026, 11, 28, 12, tzinfo=UTC)
-    link = prod[P.IMAGE_LINK][0].as_py()
-    assert link.startswith(str(out / "images")) and Path(link).is_file()
+    assert prod[P.IMAGE_LINK].null_count == prod.num_rows  # no image store: nothing to link
+    images = pq.read_table(out / schema.prepared_images_file(schema.PRODUCTION))
+    assert images[schema.PreparedImageColumns.PREDICTION_ID].to_pylist() == prod[P.PREDICTION_ID].to_pylist()
+    assert (
+        len([p for p in out.rglob("*") if p.is_file()]) == 6
+    )  # 2 tables, 2 images files, rejected, manifest
     summaries = list(tmp_path.rglob("summary"))
     assert summaries and "| production | 6 |" in summaries[0].read_text()

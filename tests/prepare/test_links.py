@@ -152,12 +152,35 @@ def test_a_public_base_url_is_used_as_given(s3_store, tmp_path, dataset_dir):
     assert result.image_links["expires"] == ""
 
 
-def test_public_links_of_the_default_folder(tmp_path, dataset_dir):
-    """No image store: the images stay in the prepared folder; a web server the user runs serves it."""
-    config = PrepareConfig(now=NOW, links="public", link_base="http://images.internal:8080/run-7")
+def test_public_links_of_a_local_store(tmp_path, dataset_dir):
+    """A local image store that a web server the user runs serves: public links under its base URL."""
+    store = tmp_path / "store"
+    config = PrepareConfig(
+        image_store=str(store), now=NOW, links="public", link_base="http://images.internal:8080/run-7"
+    )
     prepare_records(_embeds(tmp_path), dataset_dir, tmp_path / "out", config, progress=False)
     assert _links(tmp_path / "out")[0] == "http://images.internal:8080/run-7/production/production-00000.png"
-    assert (tmp_path / "out" / "images" / "production" / "production-00000.png").is_file()
+    assert (store / "production" / "production-00000.png").is_file()
+
+
+@pytest.mark.parametrize("links", ["signed", "public", "uri", "url"])
+def test_links_asked_for_without_an_image_store_are_refused(links, tmp_path, dataset_dir):
+    """image_store='': no per-image file exists, so a link style asked for is a mistake, said at once."""
+    config = PrepareConfig(now=NOW, links=links, link_base="https://cdn.example.com/m")
+    with pytest.raises(ValueError, match=f"links={links}: there is no image store to link"):
+        prepare_records(_embeds(tmp_path), dataset_dir, tmp_path / "out", config, progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_link_style_from_the_environment_alone_gives_null_links_without_a_store(
+    tmp_path, dataset_dir, monkeypatch
+):
+    monkeypatch.setenv("STORAGE_LINKS", "signed")
+    result = prepare_records(
+        _embeds(tmp_path), dataset_dir, tmp_path / "out", PrepareConfig(now=NOW), progress=False
+    )
+    assert _links(tmp_path / "out") == [None] * COUNTS[schema.PRODUCTION]
+    assert result.image_links["kind"] == "none"
 
 
 def test_uri_links(s3_store, tmp_path, dataset_dir):
@@ -195,8 +218,44 @@ def test_plain_links_stay_as_they_were(s3_store, tmp_path, dataset_dir, s3_endpo
 )
 def test_bad_link_settings_fail_before_anything_is_written(kwargs, match, tmp_path, dataset_dir, monkeypatch):
     monkeypatch.delenv("STORAGE_LINK_BASE", raising=False)
+    store = tmp_path / "store"
     with pytest.raises(ValueError, match=match):
         prepare_records(
-            _embeds(tmp_path), dataset_dir, tmp_path / "out", PrepareConfig(now=NOW, **kwargs), progress=False
+            _embeds(tmp_path),
+            dataset_dir,
+            tmp_path / "out",
+            PrepareConfig(image_store=str(store), now=NOW, **kwargs),
+            progress=False,
         )
-    assert not (tmp_path / "out" / "images").exists()
+    assert not store.exists()
+
+
+def _same_images_in_store_and_artifact(store: str, tmp_path, dataset_dir) -> None:
+    """One object per image in the store (written in parallel), the same bytes as the artifact's few files."""
+    config = PrepareConfig(image_store=store, now=NOW, links="uri", image_workers=4)
+    prepare_records(_embeds(tmp_path), dataset_dir, tmp_path / "out", config, progress=False)
+    links = _links(tmp_path / "out")
+    inside = pq.read_table(tmp_path / "out" / schema.prepared_images_file(schema.PRODUCTION))
+    assert links == [
+        f"{store}/production/{i}.png" for i in inside[schema.PreparedImageColumns.IMAGE_ID].to_pylist()
+    ]
+    assert [storage.read_bytes(link) for link in links] == inside[
+        schema.PreparedImageColumns.IMAGE
+    ].to_pylist()
+    assert len(list(storage.list_prefix(f"{store}/production/"))) == COUNTS[schema.PRODUCTION]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [
+            MANIFEST_FILE,
+            schema.PREPARED_REJECTED_FILE,
+            schema.prepared_file(schema.PRODUCTION),
+            schema.prepared_images_file(schema.PRODUCTION),
+        ]
+    )
+
+
+def test_a_gcs_image_store_holds_the_same_images_as_the_artifact(gcs_store, tmp_path, dataset_dir):
+    _same_images_in_store_and_artifact(f"{gcs_store[0]}/same", tmp_path, dataset_dir)
+
+
+def test_an_s3_image_store_holds_the_same_images_as_the_artifact(s3_store, tmp_path, dataset_dir):
+    _same_images_in_store_and_artifact(f"{s3_store[0]}/same", tmp_path, dataset_dir)

@@ -20,7 +20,9 @@ from components.common.config import config_from_args
 from components.common.files import MANIFEST_FILE
 from components.common.schema import EmbedColumns as E
 from components.common.schema import PreparedColumns as P
+from components.common.schema import PreparedImageColumns as I
 from components.common.schema import prediction_id
+from components.common.storage import StorageConfig
 from components.prepare.config import PrepareConfig, parse_now
 from components.prepare.prepare import (
     ImageTarget,
@@ -143,16 +145,56 @@ def test_vectors_are_float32_lists_of_one_length(prepared):
         )
 
 
-def test_images_exported_as_png_with_links(prepared, images):
-    _, _, out = prepared
-    prod = read_env(out, schema.PRODUCTION)
-    links = prod[P.IMAGE_LINK].to_pylist()
-    assert all(link.startswith(str(out / "images" / schema.PRODUCTION)) for link in links)
-    first_production = COUNTS[schema.TRAINING] + COUNTS[schema.VALIDATION]  # order written by write_dataset
-    for k in (0, len(links) - 1):
-        data = Path(links[k]).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), images[first_production + k])
+def read_images(out: Path, env: str) -> pa.Table:
+    return pq.read_table(out / schema.prepared_images_file(env))
+
+
+def test_images_travel_inside_the_artifact_in_one_file_per_environment(prepared, images):
+    """No image store: the real PNGs are in images-<env>.parquet (same rows, same order), links null."""
+    result, _, out = prepared
+    first = {schema.TRAINING: 0, schema.VALIDATION: COUNTS[schema.TRAINING]}
+    first[schema.PRODUCTION] = COUNTS[schema.TRAINING] + COUNTS[schema.VALIDATION]  # write_dataset's order
+    for env in schema.SPLITS:
+        rows, imgs = read_env(out, env), read_images(out, env)
+        assert imgs.schema.equals(schema.PREPARED_IMAGES_ARROW_SCHEMA)
+        assert imgs[I.PREDICTION_ID].to_pylist() == rows[P.PREDICTION_ID].to_pylist()
+        assert imgs[I.IMAGE_ID].to_pylist() == rows[P.IMAGE_ID].to_pylist()
+        assert rows[P.IMAGE_LINK].null_count == rows.num_rows  # no image store: nothing to link
+        pngs = imgs[I.IMAGE].to_pylist()
+        for k in (0, len(pngs) - 1):
+            assert pngs[k][:8] == b"\x89PNG\r\n\x1a\n"
+            np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(pngs[k]))), images[first[env] + k])
+    # a handful of objects, none per image
+    names = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert names == sorted(
+        [MANIFEST_FILE, schema.PREPARED_REJECTED_FILE]
+        + [schema.prepared_file(e) for e in schema.SPLITS]
+        + [schema.prepared_images_file(e) for e in schema.SPLITS]
+    )
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["image_files"] == {e: schema.prepared_images_file(e) for e in schema.SPLITS}
+    assert manifest["image_store"] == "" and manifest["image_links"]["kind"] == "none"
+    summary = result.summary_markdown()
+    assert "`images-production.parquet`" in summary and f"`{P.IMAGE_LINK}` is null" in summary
+
+
+def test_a_local_image_store_gets_one_png_per_image_and_the_links(tmp_path, dataset_dir):
+    tables = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION]}
+    store = tmp_path / "store"
+    result = prepare_records(
+        write_embeds(tmp_path, tables),
+        dataset_dir,
+        tmp_path / "out",
+        PrepareConfig(image_store=str(store), now=NOW, image_workers=3),
+        progress=False,
+    )
+    links = read_env(tmp_path / "out", schema.PRODUCTION)[P.IMAGE_LINK].to_pylist()
+    assert links[0] == str(store / schema.PRODUCTION / "production-00000.png")
+    assert len(list((store / schema.PRODUCTION).glob("*.png"))) == COUNTS[schema.PRODUCTION]
+    inside = read_images(tmp_path / "out", schema.PRODUCTION)[I.IMAGE].to_pylist()
+    assert [Path(link).read_bytes() for link in links] == inside  # the same bytes in both places
+    assert result.image_links["kind"] == "url" and result.image_store == str(store)
+    assert not list((tmp_path / "out").rglob("*.png"))
 
 
 def test_chunked_processing_matches_one_chunk(prepared, dataset_dir, tmp_path):
@@ -165,12 +207,9 @@ def test_chunked_processing_matches_one_chunk(prepared, dataset_dir, tmp_path):
         PrepareConfig(now=NOW, chunk_rows=10_000),
         progress=False,
     )
-    for env in schema.SPLITS:  # the same rows; only the image links (other folder) differ
-        chunked, whole = read_env(out, env), read_env(tmp_path / "one", env)
-        assert chunked.drop_columns([P.IMAGE_LINK]).equals(whole.drop_columns([P.IMAGE_LINK]))
-        assert [Path(p).name for p in chunked[P.IMAGE_LINK].to_pylist()] == [
-            Path(p).name for p in whole[P.IMAGE_LINK].to_pylist()
-        ]
+    for env in schema.SPLITS:  # the same rows and images
+        assert read_env(out, env).equals(read_env(tmp_path / "one", env))
+        assert read_images(out, env).equals(read_images(tmp_path / "one", env))
     # chunk_rows=8: each chunk of the 25 production rows became its own row group
     assert pq.ParquetFile(out / schema.prepared_file(schema.PRODUCTION)).num_row_groups == 4
     assert pq.ParquetFile(tmp_path / "one" / schema.prepared_file(schema.PRODUCTION)).num_row_groups == 1
@@ -198,28 +237,6 @@ def test_remote_image_store_goes_through_storage(monkeypatch, dataset_dir, tmp_p
     assert all(uri.startswith("gs://b/imgs/production/") for uri in written)
     assert not (tmp_path / "out" / "images").exists()
     assert not (tmp_path / "out" / schema.prepared_file(schema.TRAINING)).exists()  # absent environment
-
-
-def test_default_store_links_under_a_bucket_artifact_uri(monkeypatch, dataset_dir, tmp_path):
-    """On a cluster the prepared artifact's URI is a bucket: files go in the folder, links name the bucket."""
-    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("STORAGE_LINKS", raising=False)
-    tables = {schema.PRODUCTION: embed_tables()[schema.PRODUCTION]}
-    base = "gs://bkt/root/run-1/prepare/prepared/images"
-    prepare_records(
-        write_embeds(tmp_path, tables),
-        dataset_dir,
-        tmp_path / "out",
-        PrepareConfig(now=NOW),
-        image_link_base=base,
-        progress=False,
-    )
-    links = read_env(tmp_path / "out", schema.PRODUCTION)[P.IMAGE_LINK].to_pylist()
-    assert (
-        links[0]
-        == "https://storage.googleapis.com/bkt/root/run-1/prepare/prepared/images/production/production-00000.png"
-    )
-    assert (tmp_path / "out" / "images" / schema.PRODUCTION / "production-00000.png").is_file()
 
 
 # ---------------------------------------------------------------- bad input
@@ -366,7 +383,9 @@ def test_with_the_data_stage_output(tmp_path):
     assert prod[P.DEGRADATION].to_pylist() == list(source[schema.DatasetColumns.DEGRADATION])
     assert pc.max(prod[P.PREDICTION_TS]).as_py() == NOW_DT
     k = len(source) - 1
-    exported = np.asarray(Image.open(prod[P.IMAGE_LINK][k].as_py()))
+    exported = np.asarray(
+        Image.open(io.BytesIO(read_images(tmp_path / "out", schema.PRODUCTION)[I.IMAGE][k].as_py()))
+    )
     np.testing.assert_array_equal(exported, np.asarray(source[k][schema.DatasetColumns.IMAGE]))
 
 
@@ -450,11 +469,14 @@ def test_scan_and_validate_steps_find_the_plan(tmp_path):
 
 
 def test_image_target():
-    out = Path("/x/prepared")
-    assert ImageTarget.for_output(out, "gs://b/imgs", "ignored") == ImageTarget("gs://b/imgs", "")
-    assert ImageTarget.for_output(out, "") == ImageTarget("/x/prepared/images", "/x/prepared/images")
-    linked = ImageTarget.for_output(out, "", "gs://b/run/prepared/images")
-    assert (linked.store, linked.shown) == ("/x/prepared/images", "gs://b/run/prepared/images")
+    assert ImageTarget.for_store("gs://b/imgs") == ImageTarget("gs://b/imgs")
+    assert ImageTarget.for_store("gs://b/imgs").writes
+    none = ImageTarget.for_store("")
+    assert (none.writes, none.shown, none.link_kind().style) == (False, "", "none")
+    # a link style from the environment alone is ignored without a store; one asked for is refused
+    assert ImageTarget.for_store("", StorageConfig(links="signed")) == none
+    with pytest.raises(ValueError, match="links=signed: there is no image store to link"):
+        ImageTarget.for_store("", StorageConfig(links="signed"), "signed")
 
 
 def test_command_line_options_come_from_the_config():
