@@ -7,9 +7,11 @@ a link to any readable image was embedded, and a run that tested no window said 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
+from base64 import b64decode
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from components.common import schema
 from components.drift import view as v
 from components.drift.__main__ import main
 from components.drift.config import DriftConfig
-from components.drift.report import script_json
+from components.drift.report import read_blocks, script_json
 from components.drift.stage import INSUFFICIENT_DATA, NO_DRIFT, run_drift
 from tests.fixtures.drift_rows import _png, report_points, write_prepared, write_table
 
@@ -32,8 +34,9 @@ CLOSE_SCRIPT = "</script><script>document.title='x'</script>"
 IMG = "<img src=x onerror=alert(1)>"
 ATTR = '"onmouseover="alert(1)'
 PAYLOADS = (CLOSE_SCRIPT, IMG, ATTR)
-# The report's own script elements: plotly.js, the drift chart, the trend, UMAP 3-D and 2-D, the hover script.
-OWN_SCRIPTS = 6
+# The report's own script elements: the figure blocks of the drift chart, the trend, UMAP 3-D and 2-D;
+# the data blocks of plotly.js, the view's data and one thumbnail sheet; the script that draws them.
+OWN_SCRIPTS = 8
 
 
 class Elements(HTMLParser):
@@ -114,7 +117,11 @@ def test_payloads_add_no_element_or_attribute(hostile):
 def test_the_payload_text_is_shown_escaped(hostile):
     page, _ = hostile
     assert "&lt;img src=x onerror=alert(1)&gt;" in page  # in the HTML (cluster table, tooltips)
-    assert "\\u003c/script\\u003e\\u003cscript\\u003edocument.title=" in page  # in the script payloads
+    packed = read_blocks(page)["view-data"]  # the view's data, as script_json wrote it before packing
+    assert (
+        "\\u003c/script\\u003e\\u003cscript\\u003edocument.title="
+        in gzip.decompress(b64decode(packed)).decode()
+    )
     _, texts = report_points(page)
     shown = "\n".join(texts)
     assert IMG in shown and CLOSE_SCRIPT in shown  # the hover panel shows the text as it is

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from plotly.offline import get_plotlyjs
 
 from components.common import schema
 from components.drift import view as v
 from components.drift.config import DriftConfig
+from components.drift.report import read_blocks, read_figure, read_view
 from components.drift.stage import run_drift
 from tests.fixtures.drift_rows import report_points
 
@@ -79,9 +83,13 @@ def report_html(report_run):
 
 def test_report_is_self_contained(report_html):
     assert not re.search(r"<script[^>]+src=", report_html), "external script"
-    assert not re.search(r"<link[^>]+href=[\"']https?:", report_html), "external stylesheet"
-    assert "cdn.plot.ly" not in report_html.split("</head>")[1]
-    assert report_html.count("plotly.js v") == 1  # the library itself is inlined, once
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", report_html), "external link"
+    assert not re.search(r"url\(\s*[\"']?\s*(https?:)?//", report_html), "external stylesheet image"
+    assert "cdn.plot.ly" not in report_html
+    # plotly.js travels once, packed (gzip + base64), named by its version; never as a second copy
+    assert report_html.count('data-library="plotly.js v') == 1 and "var Plotly=" not in report_html
+    code = gzip.decompress(base64.b64decode(read_blocks(report_html)["plotly-js"])).decode("utf-8")
+    assert code == get_plotlyjs()
 
 
 def test_report_holds_the_expected_traces_and_sections(report_html):
@@ -107,52 +115,136 @@ def test_report_holds_the_expected_traces_and_sections(report_html):
     thumbs, texts = report_points(report_html)
     assert len(thumbs) == len(texts) == 600
     assert all(t.startswith("data:image/png;base64,") for t in thumbs)
+    assert (
+        'id="thumb-sheet-0" data-type="image/webp"' in report_html
+    )  # the points' thumbnails: one WebP sheet
     assert [t.split(" ")[0] for t in texts] == ["baseline"] * 300 + ["production"] * 300
     assert "2 of 10 tested daily windows drifted" in report_html
     assert "Clusters (HDBSCAN)" in report_html
 
 
 def test_inline_scripts_parse(report_html, tmp_path):
+    """One script runs (the loader); every other script element is a data block that never runs."""
+    import shutil
+    import subprocess
+
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", report_html, flags=re.S)
+    running = [code for attrs, code in scripts if "type=" not in attrs]
+    figures = [code for attrs, code in scripts if 'type="application/json"' in attrs]
+    packed = [code for attrs, code in scripts if 'type="application/octet-stream"' in attrs]
+    assert len(running) == 1 and len(figures) == 3 and len(scripts) == 1 + 3 + len(packed)
+    assert all(set(json.loads(code)) == {"data", "layout", "config"} for code in figures)
+    assert all(re.fullmatch(r"[A-Za-z0-9+/=]+", code) for code in packed)
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: cannot syntax-check the loader")
+    path = tmp_path / "loader.js"
+    path.write_text(running[0], encoding="utf-8")
+    subprocess.run([node, "--check", str(path)], check=True, capture_output=True)
+
+
+# The light report's loader under node (DecompressionStream, Blob, Response, atob as in a browser), with
+# a stub DOM holding the page's real data blocks and a stub Plotly that records what it is asked to draw.
+_NODE_PAGE = """
+var BLOCKS = __BLOCKS__;
+var els = {}, figureBlocks = [], calls = [], drawn = {};
+function mk(id) { return els[id] = els[id] || {id: id, style: {}, handlers: {}, textContent: BLOCKS[id] || '',
+  value: '', tagName: 'DIV', attrs: {}, getAttribute: function (k) { return this.attrs[k]; },
+  on: function (e, f) { this.handlers[e] = f; }, addEventListener: function (e, f) { this.handlers[e] = f; }}; }
+Object.keys(BLOCKS).forEach(function (id) { var e = mk(id); e.attrs['data-type'] = 'image/webp'; });
+__FIGURES__.forEach(function (f) { figureBlocks.push({textContent: f[1], getAttribute: function () { return f[0]; }}); });
+var cluster = mk('cluster-0'); cluster.tagName = 'SPAN'; cluster.attrs['data-point'] = '0';
+var body = {attrs: {}, setAttribute: function (k, v) { this.attrs[k] = v; }};
+var document = {readyState: 'complete', getElementById: function (id) {
+    return (id in els || id in BLOCKS || /^(thumb-|window-|drift-chart|umap|report-loading)/.test(id)) && !/^thumb-sheet-/.test(id) ? mk(id) : (els[id] || null); },
+  querySelectorAll: function (q) { return q === 'script.report-figure-data' ? figureBlocks : q.indexOf('span.thumb') === 0 ? [cluster] : []; },
+  createElement: function () { return {}; },
+  head: {appendChild: function (s) { globalThis.plotlySource = s.textContent; globalThis.Plotly = PlotlyStub; }},
+  body: body};
+var window = globalThis;
+var PlotlyStub = {  // what running the unpacked plotly.js defines, as a stub
+  newPlot: function (gd, data, layout) { gd.data = data; drawn[gd.id] = data; return Promise.resolve(gd); },
+  restyle: function (g, upd, idx) { calls.push(['restyle', g.id, upd, idx]); },
+  relayout: function (g, upd) { calls.push(['relayout', g.id, upd]); }
+};
+"""
+
+
+def _run_page(report_html: str, check: str, tmp_path) -> list[dict]:
+    """Run the report's loader under node on its real data blocks, then ``check``; its JSON lines."""
     import shutil
     import subprocess
 
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: cannot syntax-check the inline scripts")
-    scripts = re.findall(r"<script[^>]*>(.*?)</script>", report_html, flags=re.S)
-    own = [s for s in scripts if "var Plotly=" not in s and ("plotly_hover" in s or "Plotly.newPlot" in s)]
-    assert len(own) == 4  # three figures and the hover script (which also drives the window menu)
-    for i, code in enumerate(own):
-        path = tmp_path / f"s{i}.js"
-        path.write_text(code, encoding="utf-8")
-        subprocess.run([node, "--check", str(path)], check=True, capture_output=True)
+        pytest.skip("node is not installed: cannot run the report's loader")
+    loader = re.search(r'<script id="hover-script">(.*?)</script>', report_html, flags=re.S).group(1)
+    figures = re.findall(
+        r'<script type="application/json" class="report-figure-data" data-div="([\w-]+)">(.*?)</script>',
+        report_html,
+        flags=re.S,
+    )
+    page = _NODE_PAGE.replace("__BLOCKS__", json.dumps(read_blocks(report_html))).replace(
+        "__FIGURES__", json.dumps(figures)
+    )
+    # the check runs once the loader has drawn everything (or said why not)
+    wait = (
+        "\n(function wait(t) { if (body.attrs['data-drawn'] || (els['report-loading'] || {}).textContent || t > 600) {\n"
+        + check
+        + "\n} else { setTimeout(function () { wait(t + 1); }, 50); } })(0);\n"
+    )
+    script = page + loader + wait
+    path = tmp_path / "page.js"
+    path.write_text(script, encoding="utf-8")
+    run = subprocess.run([node, str(path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return [json.loads(line) for line in run.stdout.splitlines()]
+
+
+def test_the_loader_unpacks_plotly_and_draws_every_figure(report_html, tmp_path):
+    (out,) = _run_page(
+        report_html,
+        """
+console.log(JSON.stringify({plotly: globalThis.plotlySource.length, drawn: Object.keys(drawn).sort(),
+  body: body.attrs['data-drawn'], notice: els['report-loading'].textContent,
+  points3: drawn.umap3d.map(function (t) { return t.x.length; }),
+  ids3: drawn.umap3d.map(function (t) { return t.customdata; }),
+  z: drawn.umap3d[0].z !== undefined, z2: drawn.umap2d[0].z === undefined}));
+""",
+        tmp_path,
+    )
+    assert out["plotly"] == len(get_plotlyjs())  # the whole library, unpacked by DecompressionStream
+    assert (
+        out["drawn"] == ["drift-chart", "umap2d", "umap3d"] and out["body"] == "true" and out["notice"] == ""
+    )
+    assert out["z"] and out["z2"]
+    # each trace holds exactly the points of its category, as read_figure (the Python twin) fills them
+    figure = read_figure(report_html, "umap3d")
+    assert out["ids3"] == [t["customdata"] for t in figure["data"]]
+    assert out["points3"] == [len(t["x"]) for t in figure["data"]]
 
 
 def test_hover_shows_the_thumbnail(report_html, tmp_path):
-    import shutil
-    import subprocess
-
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: cannot run the hover script")
-    hover = re.search(r'<script id="hover-script">(.*?)</script>', report_html, flags=re.S).group(1)
-    stub = """
-var els = {};
-function mk(id) { return els[id] = els[id] || {id: id, style: {}, handlers: {}, textContent: '',
-  on: function (e, f) { this.handlers[e] = f; }}; }
-var document = {readyState: 'complete', getElementById: mk};
-var window = {addEventListener: function () {}};
-"""
-    check = """
+    (out,) = _run_page(
+        report_html,
+        """
 els['umap2d'].handlers['plotly_hover']({points: [{customdata: 0}]});
-if (!String(els['thumb-img'].src).startsWith('data:image/png;base64,')) { throw new Error('no thumbnail'); }
-if (els['thumb-img'].style.display !== 'block') { throw new Error('thumbnail hidden'); }
-if (els['thumb-text'].textContent.indexOf('predicted') < 0) { throw new Error('no labels'); }
-"""
-    path = tmp_path / "hover.js"
-    path.write_text(stub + hover + check, encoding="utf-8")
-    run = subprocess.run([node, str(path)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+var img = els['thumb-img'].style;
+console.log(JSON.stringify({display: img.display, image: img.backgroundImage, size: img.backgroundSize,
+  pos: img.backgroundPosition, width: img.width, text: els['thumb-text'].textContent,
+  cluster: cluster.style.display}));
+""",
+        tmp_path,
+    )
+    view = read_view(report_html, thumbnails=False)
+    atlas = view["atlas"]
+    scale = 168 / atlas["cw"]
+    assert out["display"] == "block" and out["image"].startswith("url(blob:") and out["width"] == "168px"
+    assert out["size"] == f"{atlas['sheets'][0][0] * scale:g}px {atlas['sheets'][0][1] * scale:g}px"
+    k = view["tile"][0]
+    x, y = (k % atlas["cols"]) * atlas["cw"] * scale, (k // atlas["cols"]) * atlas["ch"] * scale
+    assert out["pos"] == f"{0.0 - x:g}px {0.0 - y:g}px"
+    assert "predicted" in out["text"] and out["cluster"] == "inline-block"
 
 
 # -- issue 12: why it drifted, and the view follows the chart -----------------------------------------
@@ -197,8 +289,7 @@ def _page(html: str) -> _Page:
 
 
 def _script_var(html: str, name: str):
-    hover = re.search(r'<script id="hover-script">(.*?)</script>', html, flags=re.S).group(1)
-    return json.loads(re.search(rf"var {name} = (.*?);\n", hover).group(1))
+    return read_view(html, thumbnails=False)[name]
 
 
 def test_one_explanation_per_flagged_window(report_run):
@@ -248,81 +339,53 @@ def test_each_window_has_its_own_point_set(report_html):
 
 def test_the_umap_figures_hold_plain_lists_the_menu_can_filter(report_html):
     for div in ("umap3d", "umap2d"):
-        block = report_html.split(f'id="{div}"', 1)[1].split("</script>", 1)[0]
-        assert '"customdata":[' in block and '"bdata"' not in block.split('"layout"', 1)[0]
-
-
-_PLOTLY_STUB = """
-var calls = [];
-function gd(id, traces) { var e = mk(id); e.data = traces; return e; }
-var Plotly = {
-  restyle: function (g, upd, idx) { calls.push(['restyle', g.id, upd, idx]); },
-  relayout: function (g, upd) { calls.push(['relayout', g.id, upd]); }
-};
-"""
+        block = report_html.split(f'data-div="{div}"', 1)[1].split("</script>", 1)[0]
+        raw = json.loads(block.split(">", 1)[1])
+        assert '"bdata"' not in block and not any("x" in t or "customdata" in t for t in raw["data"])
+        figure = read_figure(report_html, div)
+        assert all(isinstance(t["x"], list) and isinstance(t["customdata"], list) for t in figure["data"])
 
 
 def test_choosing_a_window_shows_its_points_against_the_baseline(report_html, tmp_path):
-    """The view's script under node, with a stub DOM and a stub Plotly: the default window, a chart click."""
-    import shutil
-    import subprocess
-
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: cannot run the view's script")
-    hover = re.search(r'<script id="hover-script">(.*?)</script>', report_html, flags=re.S).group(1)
+    """The loader's view under node: the default window, a chart click, "all windows"."""
     point_window = _script_var(report_html, "pointWindow")
     default = _script_var(report_html, "defaultWindow")
-    stub = (
+    first, after, everything = _run_page(
+        report_html,
         """
-var els = {};
-function mk(id) { return els[id] = els[id] || {id: id, style: {}, handlers: {}, textContent: '', value: '',
-  on: function (e, f) { this.handlers[e] = f; },
-  addEventListener: function (e, f) { this.handlers[e] = f; }}; }
-var document = {readyState: 'complete', getElementById: mk};
-var window = {addEventListener: function () {}};
-"""
-        + _PLOTLY_STUB
-        + """
-var n = N_POINTS;
-var all = []; for (var i = 0; i < n; i++) { all.push(i); }
-gd('umap3d', [{x: all.slice(), y: all.slice(), z: all.slice(), customdata: all.slice(), name: 'production (600)',
-               marker: {color: all.slice()}}]);
-gd('umap2d', [{x: all.slice(), y: all.slice(), customdata: all.slice(), name: 'production (600)',
-               marker: {color: 'red'}}]);
-gd('drift-chart', [{}]);
-""".replace("N_POINTS", str(len(point_window)))
-    )
-    check = """
-function shownAfter(call) { return JSON.stringify(call[2].customdata[0]); }
 var first = calls.filter(function (c) { return c[0] === 'restyle'; });
+var ids3 = first[0][2].customdata, ids2 = first[1][2].customdata;
 console.log(JSON.stringify({
-  first3: first[0][2].customdata[0], first2: first[1][2].customdata[0], colour: first[0][2]['marker.color'][0],
-  name: first[0][2].name[0], z: first[0][2].z !== undefined, menu: els['window-select'].value,
-  caption: els['window-shown'].textContent,
+  first3: [].concat.apply([], ids3).sort(function (a, b) { return a - b; }),
+  first2: [].concat.apply([], ids2).sort(function (a, b) { return a - b; }),
+  z: first[0][2].z !== undefined, menu: els['window-select'].value, caption: els['window-shown'].textContent,
   shapes: calls.filter(function (c) { return c[0] === 'relayout'; })[0][2].shapes.length}));
 calls.length = 0;
 els['drift-chart'].handlers['plotly_click']({points: [{customdata: [3, 0.5]}]});
-console.log(JSON.stringify({after: calls[0][2].customdata[0], menu: els['window-select'].value,
-  caption: els['window-shown'].textContent}));
+console.log(JSON.stringify({after: [].concat.apply([], calls[0][2].customdata).sort(function (a, b) { return a - b; }),
+  menu: els['window-select'].value, caption: els['window-shown'].textContent}));
 calls.length = 0;
 els['window-select'].value = '-1'; els['window-select'].handlers['change']();
-console.log(JSON.stringify({all: calls[0][2].customdata[0].length, shapes: calls[2][2].shapes.length}));
-"""
-    path = tmp_path / "view.js"
-    path.write_text(stub + hover + check, encoding="utf-8")
-    run = subprocess.run([node, str(path)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    first, after, everything = (json.loads(line) for line in run.stdout.splitlines())
+var shownNow = calls[0][2].customdata.map(function (c) { return c.length; });
+console.log(JSON.stringify({all: shownNow, shapes: calls[2][2].shapes.length}));
+""",
+        tmp_path,
+    )
+    # every trace of a colouring together holds each point once: the first colouring's traces
+    visible = [t for t in read_figure(report_html, "umap3d")["data"] if t.get("visible")]
     expect = [i for i, k in enumerate(point_window) if k in (-1, default)]
-    assert first["first3"] == first["first2"] == expect  # the baseline and the most drifted window
-    assert first["colour"] == expect and first["name"] == f"production ({len(expect)})" and first["z"]
-    assert first["menu"] == str(default) and first["shapes"] == 1
+    ours = sorted(i for t in visible for i in t["customdata"] if i in set(expect))
+    assert ours == expect
+    assert set(expect) <= set(first["first3"]) and set(first["first3"]) == set(first["first2"])
+    assert all(point_window[i] in (-1, default) for i in first["first3"])  # the baseline and the most drifted
+    assert first["z"] and first["menu"] == str(default) and first["shapes"] == 1
     assert (
         first["caption"].startswith("Window ")
         and "30 production points against 300 baseline" in first["caption"]
     )
     assert "Why: " in first["caption"]  # the default window is flagged: its explanation follows
-    assert after["after"] == [i for i, k in enumerate(point_window) if k in (-1, 3)]
+    assert all(point_window[i] in (-1, 3) for i in after["after"])
+    assert {i for i, k in enumerate(point_window) if k in (-1, 3)} <= set(after["after"])
     assert after["menu"] == "3" and "Why:" not in after["caption"]
-    assert everything == {"all": len(point_window), "shapes": 0}
+    full = read_figure(report_html, "umap3d")["data"]
+    assert everything == {"all": [len(t["customdata"]) for t in full], "shapes": 0}
