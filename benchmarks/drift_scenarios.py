@@ -284,7 +284,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
             if k:
                 picked += list(shifted_ids[(shift, strength)][w_rng.choice(SHIFTED_POOL, k, replace=False)])  # type: ignore[index]
         r = rows_of(picked)
-        return Sample(r["emb"], r["prob"], r["score"])
+        return Sample(r["emb"], r["prob"], r["score"], r["feat"])
 
     clean = [window(None, "", 0.0) for _ in range(args.clean_windows)]
     scenarios = {
@@ -293,11 +293,11 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         for st in STRENGTHS
         for f in SHARES
     }
-    out: dict = {"seed": seed, "calibrations": {}}
+    out: dict = {"seed": seed, "detectors": args.detectors, "calibrations": {}}
     for cal_name, overrides in CALIBRATIONS.items():
         t0 = time.time()
         cfg = dataclasses.replace(
-            DriftConfig(projection="pca", thumbnails=False, seed=seed),
+            DriftConfig(projection="pca", thumbnails=False, seed=seed, detectors=args.detectors),
             **overrides,  # type: ignore[arg-type]
         )
         inputs = locate_files(prepared, prepared, cfg)
@@ -305,10 +305,25 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         cal = calibrate(base, cfg)
         res: dict = {"calibration": base.calibration_source, "levels": {}}
         for lname, level in LEVELS.items():
-            fa = [cal.test(w, level).flagged for w in clean]
+            clean_verdicts = [cal.test(w, level) for w in clean]
+            fa = [v.flagged for v in clean_verdicts]
+            # which detectors the false alarms come from, and each detector alone at the level
+            clean_fired = {n: int(sum(n in v.fired for v in clean_verdicts)) for n in cal.names}
+            clean_alone = {
+                n: int(sum(v.by_name(n).p_value <= level for v in clean_verdicts)) for n in cal.names
+            }
+            verdicts = {key: [cal.test(w, level) for w in ws] for key, ws in scenarios.items()}
             det = {
-                f"{s}/{st}/{int(f * 100)}%": float(np.mean([cal.test(w, level).flagged for w in ws]))
-                for (s, st, f), ws in scenarios.items()
+                f"{s}/{st}/{int(f * 100)}%": float(np.mean([v.flagged for v in vs]))
+                for (s, st, f), vs in verdicts.items()
+            }
+            # which detectors fired on the medium-strength half-window shifts (share of windows)
+            fired_medium_50 = {
+                s: {
+                    name: float(np.mean([name in v.fired for v in verdicts[(s, "medium", 0.5)]]))
+                    for name in cal.names
+                }
+                for s in SHIFTS
             }
             k = int(np.sum(fa))
             medium = [det[f"{s}/medium/50%"] for s in SHIFTS]
@@ -321,6 +336,9 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
                 "false_alarm": k / len(fa),
                 "wilson95": wilson(k, len(fa)),
                 "detection": det,
+                "fired_medium_50": fired_medium_50,
+                "clean_fired": clean_fired,
+                "clean_alone_at_level": clean_alone,
                 "medium_50_mean": float(np.mean(medium)),
                 "all_100_detected": bool(min(full) == 1.0),
                 "min_100": float(min(full)),
@@ -333,6 +351,15 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     return out
 
 
+def _fired_by(level_result: dict) -> str:
+    """``name: fired; alone`` for the detectors behind a level's clean-window false alarms (newer JSON only)."""
+    fired, alone = level_result.get("clean_fired"), level_result.get("clean_alone_at_level", {})
+    if fired is None:
+        return "n/a"
+    parts = [f"{n}: {k}; {alone.get(n, '?')}" for n, k in fired.items() if k or alone.get(n)]
+    return ", ".join(parts) or "none"
+
+
 def medium_100(level_result: dict) -> list[float]:
     """Detection rates of the medium-strength shifts affecting whole windows."""
     return [level_result["detection"][f"{s}/medium/100%"] for s in SHIFTS]
@@ -341,15 +368,19 @@ def medium_100(level_result: dict) -> list[float]:
 def print_tables(results: list[dict]) -> None:
     """The false-alarm table, the detection table and the gains, as Markdown."""
     print("\n### Clean windows (test file): false alarms, Wilson 95% interval\n")
-    print("| seed | calibration | level | flagged / clean windows | rate | 95% interval | within the level |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| seed | calibration | level | flagged / clean windows | rate | 95% interval | within the level "
+        "| fired by (detector: windows; alone at the level) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         for cal, res in r["calibrations"].items():
             for lname, lv in res["levels"].items():
                 lo, hi = lv["wilson95"]
                 print(
                     f"| {r['seed']} | {cal} | {lname}: {lv['level']:.3g} | {lv['clean_flagged']}/{lv['clean_windows']} "
-                    f"| {lv['false_alarm']:.3f} | {lo:.3f}-{hi:.3f} | {'yes' if lo <= lv['level'] else 'NO'} |"
+                    f"| {lv['false_alarm']:.3f} | {lo:.3f}-{hi:.3f} | {'yes' if lo <= lv['level'] else 'NO'} "
+                    f"| {_fired_by(lv)} |"
                 )
     print(
         "\n### Detection: medium-strength 50% shifts (mean, target >= 0.85) and 100% shifts (all detected?)\n"
@@ -408,6 +439,34 @@ def print_tables(results: list[dict]) -> None:
                 )
 
 
+def print_compare(before: list[dict], after: list[dict]) -> None:
+    """Before / after (two detector sets, same seeds and windows): false alarms and medium-50% detection."""
+    print(
+        f"\n### Before ({before[0].get('detectors', 'the five embedding and output detectors')}) / "
+        f"after ({after[0].get('detectors', '')})\n"
+    )
+    print(
+        "| seed | calibration | level | clean false alarms before / after (95% interval after) "
+        "| medium 50% before / after | lowest medium 100% before / after | lowest 100% (low too) before / after |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    old_by_seed = {r["seed"]: r for r in before}
+    for r in after:
+        old = old_by_seed.get(r["seed"])
+        if old is None:
+            continue
+        for cal, res in r["calibrations"].items():
+            for lname, lv in res["levels"].items():
+                ov = old["calibrations"][cal]["levels"][lname]
+                lo, hi = lv["wilson95"]
+                print(
+                    f"| {r['seed']} | {cal} | {lname}: {lv['level']:.3g} "
+                    f"| {ov['clean_flagged']}/{ov['clean_windows']} / {lv['clean_flagged']}/{lv['clean_windows']} "
+                    f"({lo:.3f}-{hi:.3f}) | {ov['medium_50_mean']:.3f} / {lv['medium_50_mean']:.3f} "
+                    f"| {min(medium_100(ov)):.2f} / {min(medium_100(lv)):.2f} | {ov['min_100']:.2f} / {lv['min_100']:.2f} |"
+                )
+
+
 def main() -> None:
     """Command line: seeds, work folder, window counts."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -420,7 +479,15 @@ def main() -> None:
     ap.add_argument("--training-size", type=int, default=30_000)
     ap.add_argument("--epochs", type=float, default=0.0, help="0 = the local profile's default")
     ap.add_argument("--source", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument(
+        "--detectors",
+        default=DriftConfig().detectors,
+        help="the stage's detectors setting (default: the stage's default, all detectors)",
+    )
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument(
+        "--compare", help="an earlier --json file (other detectors, same seeds): print before / after too"
+    )
     ap.add_argument(
         "--tables-only", help="print the tables of earlier --json files (comma-separated), run nothing"
     )
@@ -428,14 +495,14 @@ def main() -> None:
     if args.clean_windows < 100:
         ap.error("--clean-windows: at least 100")
     if args.tables_only:
-        print_tables([r for f in args.tables_only.split(",") for r in json.loads(Path(f).read_text())])
-        return
-    results = []
-    for seed in args.seeds:
-        results.append(run_seed(args, seed))
+        results = [r for f in args.tables_only.split(",") for r in json.loads(Path(f).read_text())]
+    else:
+        results = [run_seed(args, seed) for seed in args.seeds]
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
     print_tables(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.compare:
+        print_compare(json.loads(Path(args.compare).read_text()), results)
 
 
 if __name__ == "__main__":

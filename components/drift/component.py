@@ -53,7 +53,7 @@ def drift(
     positive_class: str = "T-shirt/top",
     min_cluster_size: int = 15,
     thumbnails: bool = True,
-    detectors: str = "centroid,cosine,mmd2,softmax_ks,confidence_drop",
+    detectors: str = "centroid,cosine,mmd2,softmax_ks,confidence_drop,feature_ks",
     seed: int = 0,
     history_uri: str = "",
     image_store: str = "",

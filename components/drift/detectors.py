@@ -50,15 +50,21 @@ class Needs(enum.Enum):
     EMBEDDINGS = "embeddings"
     PROBABILITIES = "probabilities"
     SCORES = "scores"
+    FEATURES = "features"
 
 
 @dataclass(frozen=True)
 class Sample:
-    """Rows of one data set or window: embeddings (n, d), optional softmax (n, k) and scores (n,)."""
+    """Rows of one data set or window: embeddings (n, d), optional softmax (n, k), scores (n,), features.
+
+    ``features`` (n, f): image features (the stage passes brightness, contrast and sharpness; NaN
+    where a row lacks one).
+    """
 
     embeddings: np.ndarray
     probabilities: np.ndarray | None = None
     scores: np.ndarray | None = None
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         emb = np.asarray(self.embeddings)
@@ -79,6 +85,11 @@ class Sample:
             if s.shape != (n,):
                 raise ValueError(f"scores: expected shape ({n},), got {s.shape}")
             object.__setattr__(self, "scores", s)
+        if self.features is not None:
+            f = np.asarray(self.features, dtype=np.float64)
+            if f.ndim != 2 or f.shape[0] != n:
+                raise ValueError(f"features: expected shape ({n}, features), got {f.shape}")
+            object.__setattr__(self, "features", f)
 
     def __len__(self) -> int:
         return int(self.embeddings.shape[0])
@@ -94,6 +105,8 @@ class Sample:
             return self.probabilities is not None
         if needs is Needs.SCORES:
             return self.scores is not None
+        if needs is Needs.FEATURES:  # at least one feature with 2 values (what a KS test needs)
+            return self.features is not None and bool((np.isfinite(self.features).sum(axis=0) >= 2).any())
         return True
 
     def take(self, idx: np.ndarray) -> Sample:
@@ -102,6 +115,7 @@ class Sample:
             self.embeddings[idx],
             None if self.probabilities is None else self.probabilities[idx],
             None if self.scores is None else self.scores[idx],
+            None if self.features is None else self.features[idx],
         )
 
 
@@ -412,6 +426,91 @@ class SoftmaxKS(Detector):
 
 
 @dataclass
+class FeatureKS(Detector):
+    """Two-sample KS test per image feature (brightness, contrast, sharpness), Bonferroni-combined.
+
+    Image statistics move under blur, noise, rotation, translation, brightness and inversion even
+    when only part of a window is affected and the embedding barely moves (a blurred half-window
+    lowers the sharpness of a hundred rows). The score is ``-log10`` of the Bonferroni p-value
+    (asymptotic KS distribution), calibrated like every detector. Features without a finite value
+    in the baseline are left out; a row with any non-finite feature is left out of this detector
+    (the window's test then uses its other rows; the null is drawn the same way). A window
+    without features at all scores 0 (no evidence), so it never fires this detector.
+    """
+
+    name: ClassVar[str] = "feature_ks"
+    title: ClassVar[str] = "image features KS (brightness, contrast, sharpness), -log10 Bonferroni p"
+    needs: ClassVar[Needs] = Needs.FEATURES
+    _ref_sorted: list[np.ndarray] = field(default_factory=list, repr=False)
+    _columns: np.ndarray | None = field(default=None, repr=False)
+
+    def fit(self, reference: Sample) -> Self:
+        """Keep each feature's finite baseline values, sorted (features with fewer than 2 are left out)."""
+        if reference.features is None:
+            raise ValueError("feature KS: the baseline has no image features")
+        f = reference.features
+        cols = [j for j in range(f.shape[1]) if np.isfinite(f[:, j]).sum() >= 2]
+        if not cols:
+            raise ValueError("feature KS: no image feature has at least 2 finite values in the baseline")
+        self._columns = np.asarray(cols)
+        self._ref_sorted = [np.sort(f[np.isfinite(f[:, j]), j]) for j in cols]
+        return self
+
+    def _features(self, sample: Sample, what: str) -> np.ndarray:
+        assert self._columns is not None, "call fit() first"
+        if sample.features is None:
+            raise ValueError(f"feature KS: the {what} has no image features")
+        if sample.features.shape[1] <= int(self._columns.max()):
+            raise ValueError(
+                f"feature KS: the {what} has {sample.features.shape[1]} features, the baseline more"
+            )
+        return sample.features[:, self._columns]
+
+    def _p_values(self, feats: np.ndarray) -> np.ndarray:
+        """Bonferroni p-value of each window in ``feats`` (B, n, features), all values finite."""
+        from scipy.special import kolmogorov
+
+        n = feats.shape[1]
+        k = len(self._ref_sorted)
+        if n < 2:
+            return np.ones(feats.shape[0])
+        p = np.stack(
+            [
+                kolmogorov(_ks_statistics(r, feats[:, :, j]) * np.sqrt(len(r) * n / (len(r) + n)))
+                for j, r in enumerate(self._ref_sorted)
+            ],
+            axis=1,
+        )
+        return np.asarray(np.minimum(1.0, k * p.min(axis=1)))
+
+    def p_value(self, window: Sample) -> float:
+        """The Bonferroni-combined asymptotic KS p-value of ``window``'s rows with every feature finite.
+
+        1 (no evidence) for a window without image features, or with fewer than 2 such rows.
+        """
+        if window.features is None:
+            return 1.0
+        f = self._features(window, "window")
+        f = f[np.isfinite(f).all(axis=1)]
+        return float(self._p_values(f[None])[0])
+
+    def score(self, window: Sample) -> float:
+        """``-log10`` of :meth:`p_value`."""
+        return float(-np.log10(max(self.p_value(window), 1e-300)))
+
+    def null_scores(self, pool: Sample, index_sets: np.ndarray) -> np.ndarray:
+        """Scores of many resampled windows of ``pool``, in chunks (one at a time when a pool row lacks a feature)."""
+        f = self._features(pool, "calibration data")
+        if not np.isfinite(f).all():
+            return super().null_scores(pool, index_sets)
+        out = np.empty(len(index_sets))
+        for lo in range(0, len(index_sets), _NULL_CHUNK):
+            idx = index_sets[lo : lo + _NULL_CHUNK]
+            out[lo : lo + len(idx)] = -np.log10(np.maximum(self._p_values(f[idx]), 1e-300))
+        return out
+
+
+@dataclass
 class ConfidenceDrop(Detector):
     """Fall of the mean prediction score from the baseline's."""
 
@@ -442,7 +541,7 @@ class ConfidenceDrop(Detector):
 
 # The one registry, in the order the stage runs and reports them.
 DETECTORS: dict[str, type[Detector]] = {
-    cls.name: cls for cls in (CentroidDistance, CosineDistance, MMD2, SoftmaxKS, ConfidenceDrop)
+    cls.name: cls for cls in (CentroidDistance, CosineDistance, MMD2, SoftmaxKS, ConfidenceDrop, FeatureKS)
 }
 DETECTOR_NAMES: tuple[str, ...] = tuple(DETECTORS)
 

@@ -218,6 +218,7 @@ def run_drift(
     history = record_history(table, prepared, cfg, recorded_at)
     facts = calibration_facts(base, table, detectors, cfg)
     summary = summarise(table, detectors.names, cfg, base, rejected, history, facts)
+    why: list[Explanation] = []
     if report_path is not None:
         scope = image_scope(prepared, baseline, cfg, image_roots)
         view, notes = build_view(base.reference, windows, cfg, scope, table)
@@ -228,7 +229,7 @@ def run_drift(
             report_path, table, detectors.names, summary.lines, view, settings, history, summary.status, why
         )
     if table_path is not None:
-        write_with_atomic(table_path, lambda tmp: table.to_parquet(tmp, index=False))
+        write_with_atomic(table_path, lambda tmp: write_drift_table(table, tmp, why))
     m = summary.metrics
     print(
         f"drift: {int(m['windows_tested'])} windows tested, {int(m['windows_flagged'])} flagged, "
@@ -239,6 +240,38 @@ def run_drift(
     return DriftResult(
         table, summary.metrics, summary.alert, summary.lines, rejected, history, summary.status, facts
     )
+
+
+def write_drift_table(table: pd.DataFrame, path: str | Path, why: Sequence[Explanation] = ()) -> None:
+    """The drift table as Parquet, the flagged windows' feature shifts in its metadata (train's augment=auto).
+
+    Key ``components.common.augment.EXPLANATION_KEY``: per explained window its label, sentence and
+    each feature's shift (``named``: the explanation named it, ``explain.named_features``).
+    """
+    from components.common.augment import EXPLANATION_KEY, explanation_json
+    from components.drift.explain import named_features
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    windows = [
+        {
+            "window": e.label,
+            "sentence": e.sentence,
+            "features": [
+                {
+                    "feature": f.feature,
+                    "smd": f.smd,
+                    "wasserstein": f.wasserstein,
+                    "p_value": f.p_value,
+                    "named": f in named_features(e.features),
+                }
+                for f in e.features
+                if np.isfinite([f.smd, f.wasserstein, f.p_value]).all()
+            ],
+        }
+        for e in why
+    ]
+    meta = {**(arrow.schema.metadata or {}), EXPLANATION_KEY.encode(): explanation_json(windows).encode()}
+    pq.write_table(arrow.replace_schema_metadata(meta), path)
 
 
 # 1. Files and dimensions ---------------------------------------------------------------------------
@@ -465,7 +498,14 @@ def _enough(rows: Rows | None, cfg: DriftConfig, what: str) -> None:
 
 
 def _to_sample(rows: Rows) -> Sample:
-    return Sample(rows.vectors, rows.probabilities, rows.scores)
+    """The detectors' view of ``rows``: vectors, probabilities, scores, image features.
+
+    The features (brightness, contrast, sharpness; NaN where a row lacks one) only when the file has them.
+    """
+    features = None
+    if all(f in rows.meta for f in C.FEATURES):
+        features = np.column_stack([np.asarray(rows.meta[f], dtype=np.float64) for f in C.FEATURES])
+    return Sample(rows.vectors, rows.probabilities, rows.scores, features)
 
 
 # Windows are tested on samples whose sizes lie on a grid 10% apart (at most 9% of a window's rows
@@ -856,9 +896,11 @@ def image_scope(
 ) -> ImageScope:
     """Where thumbnails may be read from; a link anywhere else is refused, never read.
 
-    The prepared and baseline folders, ``cfg.image_store``, the ``image_store`` each folder's
-    ``manifest.json`` names (written by prepare from its own setting, not from the rows) and
-    ``extra`` (the artifacts' URIs in a pipeline). Links come from the data; these do not.
+    First the images files inside the prepared and baseline folders (``images-<environment>.parquet``,
+    looked up by prediction ID); then links inside the two folders, ``cfg.image_store``, the
+    ``image_store`` each folder's ``manifest.json`` names (written by prepare from its own setting,
+    not from the rows) and ``extra`` (the artifacts' URIs in a pipeline). Links come from the data;
+    these do not.
     """
     roots = [str(prepared), str(baseline), cfg.image_store, *extra]
     for folder in dict.fromkeys((str(prepared), str(baseline))):
@@ -868,7 +910,7 @@ def image_scope(
             continue
         if isinstance(manifest, dict) and isinstance(manifest.get("image_store"), str):
             roots.append(manifest["image_store"])
-    return ImageScope.of(roots)
+    return ImageScope.of(roots, artifacts=(prepared, baseline))
 
 
 def build_view(
@@ -929,8 +971,9 @@ def build_view(
         for i in range(n)
     ]
     links = [str(x) if x is not None else "" for x in _text(meta.get(C.IMAGE_LINK), n)]
+    image_keys = [str(x) if x is not None else "" for x in _text(meta.get(C.PREDICTION_ID), n)]
     if cfg.thumbnails:
-        loaded = v.load_thumbnails(links, scope or ImageScope())
+        loaded = v.load_thumbnails(links, scope or ImageScope(), keys=image_keys)
         thumbs, failed, outside = loaded.uris, loaded.unreadable, loaded.outside
     else:
         thumbs, failed, outside = [""] * n, 0, 0
@@ -940,7 +983,10 @@ def build_view(
             "give prepare's image_store as the drift stage's image_store if the images live there)."
         )
     if failed:
-        notes.append(f"{failed} of {n} thumbnails could not be read (image links missing or unreachable).")
+        notes.append(
+            f"{failed} of {n} thumbnails could not be read (not in the prepared folders' images files; "
+            "image links missing or unreachable)."
+        )
     if found:
         top = found[0]
         desc = f"The most drifted cluster ({top.size} points) is {top.production_share:.0%} production"

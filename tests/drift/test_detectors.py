@@ -14,6 +14,7 @@ from components.drift.detectors import (
     ConfidenceDrop,
     CosineDistance,
     Detector,
+    FeatureKS,
     Needs,
     Sample,
     SoftmaxKS,
@@ -31,7 +32,8 @@ def _sample(rng, n, shift=0.0, scale=1.0):
     logits = 1.5 * x[:, :4]
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    return Sample(x.astype(np.float32), p, p.max(1))
+    feats = np.column_stack([rng.uniform(0.2, 0.4, n), rng.normal(0.3, 0.05, n), rng.gamma(2.0, 0.1, n)])
+    return Sample(x.astype(np.float32), p, p.max(1), feats)
 
 
 def test_centroid_distance_matches_the_arize_example():
@@ -191,13 +193,14 @@ def test_batched_null_scores_equal_one_window_at_a_time():
 
 
 def test_one_registry_gives_the_names_and_the_factory():
-    assert DETECTOR_NAMES == ("centroid", "cosine", "mmd2", "softmax_ks", "confidence_drop")
+    assert DETECTOR_NAMES == ("centroid", "cosine", "mmd2", "softmax_ks", "confidence_drop", "feature_ks")
     assert [type(d) for d in default_detectors()] == [
         CentroidDistance,
         CosineDistance,
         MMD2,
         SoftmaxKS,
         ConfidenceDrop,
+        FeatureKS,
     ]
     assert all(cls.name == name and cls.title for name, cls in DETECTORS.items())
     assert [d.name for d in default_detectors(names=["mmd2", "cosine"])] == ["mmd2", "cosine"]
@@ -217,11 +220,14 @@ def test_needs_is_what_a_sample_must_hold():
         Needs.EMBEDDINGS,
         Needs.PROBABILITIES,
         Needs.SCORES,
+        Needs.FEATURES,
     ]
     bare = Sample(np.zeros((3, 2)))
-    full = Sample(np.zeros((3, 2)), np.full((3, 2), 0.5), np.ones(3))
-    assert [bare.has(n) for n in Needs] == [True, False, False]
-    assert [full.has(n) for n in Needs] == [True, True, True]
+    full = Sample(np.zeros((3, 2)), np.full((3, 2), 0.5), np.ones(3), np.ones((3, 3)))
+    no_values = Sample(np.zeros((3, 2)), features=np.full((3, 3), np.nan))
+    assert [bare.has(n) for n in Needs] == [True, False, False, False]
+    assert [full.has(n) for n in Needs] == [True, True, True, True]
+    assert not no_values.has(Needs.FEATURES)
     with pytest.raises(TypeError):
         Detector()  # abstract: fit and score are required
 
