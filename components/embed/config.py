@@ -13,6 +13,9 @@ from components.common import schema
 from components.common.config import param
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# torch.compile modes of the forward pass ("none": eager); reduce-overhead replays CUDA graphs.
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+TRANSFORM_DEVICES = ("auto", "cpu", "model")
 
 
 def parse_splits(splits: str | Sequence[str]) -> list[str]:
@@ -66,6 +69,21 @@ class EmbedConfig:
     decode_workers: int = param(
         -1, "decoding processes (0: a thread; -1: 0 on CPU, up to 4 on GPU)", component=False
     )
+    compile_mode: str = param(
+        "none",
+        "torch.compile the forward pass: none (eager), default, reduce-overhead (CUDA graphs), "
+        "max-autotune; batches are padded to embed_batch_size so one graph serves them all "
+        "(compiling ResNet-50 takes about a minute, paid once per run)",
+        component=False,
+        choices=COMPILE_MODES,
+    )
+    transform_device: str = param(
+        "auto",
+        "where resize, crop and normalise run: cpu (in the decoder), model (the decoder hands over "
+        "uint8 pixels, the model's device transforms them), auto (model on CUDA, else cpu)",
+        component=False,
+        choices=TRANSFORM_DEVICES,
+    )
 
     def __post_init__(self) -> None:
         parse_splits(self.splits)
@@ -76,6 +94,14 @@ class EmbedConfig:
             raise ValueError(f"threads {self.threads}: give 0 (automatic) or a positive count")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(
+                f"compile_mode {self.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}"
+            )
+        if self.transform_device not in TRANSFORM_DEVICES:
+            raise ValueError(
+                f"transform_device {self.transform_device!r}: expected one of {', '.join(TRANSFORM_DEVICES)}"
+            )
         if self.decode_workers < -1:
             raise ValueError(
                 f"decode_workers {self.decode_workers}: give -1 (automatic), 0 or a positive count"

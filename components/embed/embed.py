@@ -30,16 +30,15 @@ them); a data set without them gives ``schema.EMBED_ARROW_SCHEMA`` as before.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import shutil
 import threading
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -51,19 +50,19 @@ from components.common import schema
 from components.common.dataset_folder import load_splits
 from components.common.device import require_cuda, trained_for_gpu, wants_cuda
 from components.common.files import remove_stale_temporaries, replace_dir, tmp_sibling
-from components.common.model_folder import MODEL_VERSION, check_model_folder, verify_model_folder
-from components.common.preprocess import ImageGeometry, eval_transform
+from components.common.inference import (  # image_features, LoadedModel: re-exported (tests, benchmarks)
+    Batch,
+    LoadedModel,  # noqa: F401
+    decode_batch,
+    image_features,  # noqa: F401
+    load_model,
+)
+from components.common.model_folder import check_model_folder
+from components.common.preprocess import eval_transform
 from components.common.schema import DatasetColumns as C
 from components.common.schema import EmbedColumns as E
 from components.common.threads import default_threads
 from components.embed.config import EmbedConfig, check_shard
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-
-# torchvision 0.29 warns on every decode that its decoders will move to TorchCodec; they are
-# still the fastest PNG decoder here (see README) and the warning would flood the logs.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 REQUIRED_COLUMNS = (C.IMAGE, C.LABEL, C.IMAGE_ID, C.PREDICTION_TS, C.DEGRADATION)
 # Splits whose rows may have no label yet (schema.NO_LABEL): production only.
@@ -73,161 +72,6 @@ SERVED_COLUMNS = E.SERVED
 FAILURES_SCHEMA = pa.schema(
     [("image_id", pa.string()), ("split", pa.string()), ("row", pa.int64()), ("error", pa.string())]
 )
-
-
-# ------------------------------------------------------------------------------------ the model
-
-
-@dataclass
-class LoadedModel:
-    """A model folder loaded for inference: the model, its image geometry and version, where it runs."""
-
-    model: PreTrainedModel
-    geometry: ImageGeometry
-    model_version: str
-    device: torch.device
-    dtype: torch.dtype
-    fused: bool  # ResNet-like: base model's pooled output feeds ``classifier`` directly
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixel_values [B, 3, S, S] -> (logits [B, K] float32, embedding [B, D] float32)."""
-        x = pixel_values.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        autocast = self.device.type == "cuda" and self.dtype != torch.float32
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
-            if self.fused:
-                out = self.model.base_model(x, output_hidden_states=False)
-                hidden = out.last_hidden_state
-                logits = self.model.get_submodule("classifier")(out.pooler_output)
-            else:  # generic fallback: ask for hidden states, keep the last one only
-                out = self.model(pixel_values=x, output_hidden_states=True)
-                hidden = out.hidden_states[-1]
-                logits = out.logits
-        embedding = hidden.float().mean(dim=(-2, -1)) if hidden.dim() == 4 else hidden.float().mean(dim=1)
-        return logits.float(), embedding
-
-
-def load_model(model_dir: str | Path, device: str | None = None, precision: str = "auto") -> LoadedModel:
-    """Load a train-stage model folder for inference (``device`` None or '': cuda when there is one).
-
-    The folder is verified first (:func:`~components.common.model_folder.verify_model_folder`): a
-    model of another setup (another class list) or weights replaced after training raise
-    :class:`~components.common.model_folder.ModelFolderMismatchError`.
-    """
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-    model_dir = Path(model_dir)
-    summary = verify_model_folder(model_dir)
-    try:
-        processor = AutoImageProcessor.from_pretrained(str(model_dir))
-        model = AutoModelForImageClassification.from_pretrained(str(model_dir))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"model folder {model_dir}: cannot be loaded ({type(e).__name__}: {e})") from e
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if precision == "auto":
-        dtype = (
-            (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-            if dev.type == "cuda"
-            else torch.float32
-        )
-    else:
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    model = model.eval().to(dev).to(memory_format=torch.channels_last)
-    fused = hasattr(model, "classifier") and "ResNet" in type(model).__name__
-    return LoadedModel(
-        model, ImageGeometry.from_processor(processor), summary[MODEL_VERSION], dev, dtype, fused
-    )
-
-
-# ------------------------------------------------------------------------------- image features
-
-
-def image_features(gray: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uint8 [B, H, W] -> brightness (mean in [0, 1]), contrast (std), sharpness (variance of Laplacian)."""
-    x = gray.float().div_(255.0)
-    brightness = x.mean(dim=(1, 2))
-    contrast = x.std(dim=(1, 2), unbiased=False)
-    # the 3x3 Laplacian [[0, 1, 0], [1, -4, 1], [0, 1, 0]] over the valid area, by shifted slices
-    # (4x faster than conv2d on one-channel 28x28 images here)
-    c = x[:, 1:-1, 1:-1]
-    lap = x[:, :-2, 1:-1] + x[:, 2:, 1:-1] + x[:, 1:-1, :-2] + x[:, 1:-1, 2:] - 4.0 * c
-    sharpness = lap.var(dim=(1, 2), unbiased=False)
-    return brightness.numpy(), contrast.numpy(), sharpness.numpy()
-
-
-# ------------------------------------------------------------------------------------- batches
-
-
-@dataclass
-class Batch:
-    """One decoded batch: the rows that decoded, their pixels and features, and the rows that did not."""
-
-    table: pa.Table  # the rows that decoded (contract columns only)
-    pixel_values: torch.Tensor | None
-    features: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-    failures: list[dict] = field(default_factory=list)
-
-
-def _image_bytes(images: pa.ChunkedArray, split: str, start: int) -> list[bytes | Exception]:
-    arr = images.combine_chunks()
-    data = arr.field("bytes").to_pylist()
-    paths = arr.field("path").to_pylist() if arr.type.get_field_index("path") >= 0 else [None] * len(data)
-    out: list[bytes | Exception] = []
-    for i, (b, p) in enumerate(zip(data, paths, strict=True)):
-        if b is None and p:
-            try:
-                b = Path(p).read_bytes()
-            except OSError as e:
-                b = e
-        if b is None:
-            b = ValueError(f"split {split!r} row {start + i}: image has neither bytes nor a readable path")
-        out.append(b)
-    return out
-
-
-def decode_batch(table: pa.Table, split: str, start: int, transform) -> Batch:
-    """Decode PNG/JPEG bytes, compute features, run the evaluation transform on the whole batch."""
-    from torchvision.io import ImageReadMode, decode_image
-
-    ids = table.column(C.IMAGE_ID).to_pylist()
-    decoded: list[torch.Tensor | None] = []
-    failures: list[dict] = []
-    for i, data in enumerate(_image_bytes(table.column(C.IMAGE), split, start)):
-        try:
-            if isinstance(data, Exception):
-                raise data
-            img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-            decoded.append(img)
-        except Exception as e:  # noqa: BLE001 - any decoder error makes this one row a failure
-            decoded.append(None)
-            failures.append(
-                {"image_id": ids[i], "split": split, "row": start + i, "error": f"{type(e).__name__}: {e}"}
-            )
-    keep = [i for i, d in enumerate(decoded) if d is not None]
-    if len(keep) < len(decoded):
-        table = table.filter(pa.array([d is not None for d in decoded]))
-    if not keep:
-        return Batch(table, None, None, failures)
-    good = [d for d in decoded if d is not None]
-    # Group images of the same size so each group is transformed as one tensor, then restore order.
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for j, img in enumerate(good):
-        by_shape.setdefault(tuple(img.shape), []).append(j)
-    pixel_values: torch.Tensor | None = None
-    feats = [np.empty(len(good), np.float32) for _ in range(3)]
-    for idx in by_shape.values():
-        stack = torch.stack([good[j] for j in idx])
-        gray = (
-            stack[:, 0]
-            if bool((stack[:, 0] == stack[:, 1]).all() and (stack[:, 0] == stack[:, 2]).all())
-            else (stack.float().mean(dim=1).round().to(torch.uint8))
-        )
-        for k, values in enumerate(image_features(gray)):
-            feats[k][idx] = values
-        pv = transform(stack)
-        if pixel_values is None:
-            pixel_values = torch.empty((len(good), *pv.shape[1:]), dtype=pv.dtype)
-        pixel_values[idx] = pv
-    return Batch(table, pixel_values, (feats[0], feats[1], feats[2]), failures)
 
 
 def shard_bounds(n_rows: int, shard_index: int, num_shards: int) -> tuple[int, int]:
@@ -240,10 +84,19 @@ class _BatchSource(torch.utils.data.Dataset):
     """Batch ``i`` of one split's slice, read and decoded where it is asked for (a worker process)."""
 
     def __init__(
-        self, arrow, start: int, end: int, batch_size: int, split: str, transform, extra: tuple[str, ...] = ()
+        self,
+        arrow,
+        start: int,
+        end: int,
+        batch_size: int,
+        split: str,
+        transform,
+        extra: tuple[str, ...] = (),
+        fallback=None,
     ) -> None:
+        """``transform`` None: batches keep their uint8 pixels (``fallback`` transforms mixed-size batches)."""
         self.arrow, self.start, self.end, self.batch_size = arrow, start, end, batch_size
-        self.split, self.transform, self.extra = split, transform, extra
+        self.split, self.transform, self.extra, self.fallback = split, transform, extra, fallback
 
     def __len__(self) -> int:
         return -(-(self.end - self.start) // self.batch_size)
@@ -252,7 +105,33 @@ class _BatchSource(torch.utils.data.Dataset):
         b0 = self.start + i * self.batch_size
         columns = [*REQUIRED_COLUMNS, *self.extra]
         table = self.arrow[b0 : min(self.end, b0 + self.batch_size)].select(columns)
+        if self.transform is None:  # the model's device transforms: hand over uint8 pixels
+            try:
+                return decode_batch(table, self.split, b0, _KeepPixels())
+            except _MixedShapes:  # images of several sizes in this batch: transformed here instead
+                return decode_batch(table, self.split, b0, self.fallback)
         return decode_batch(table, self.split, b0, self.transform)
+
+
+class _MixedShapes(Exception):
+    """A batch holds images of several sizes: they cannot travel as one uint8 tensor."""
+
+
+class _KeepPixels:
+    """The "transform" handed to ``decode_batch`` when the model's device transforms: the pixels as decoded.
+
+    ``decode_batch`` calls it once per image size; a second call means a batch of mixed sizes,
+    which is decoded again with the evaluation transform on CPU (rare: Fashion-MNIST is 28 x 28).
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, stack: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 1:
+            raise _MixedShapes
+        return stack
 
 
 def _as_is(batch: Batch) -> Batch:
@@ -321,6 +200,72 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
             yield item
     finally:
         stop.set()
+
+
+# ------------------------------------------------------------------------------- the forward pass
+
+
+@dataclass
+class _InFlight:
+    """A batch whose forward pass is queued on the device; :meth:`result` waits for its outputs."""
+
+    batch: Batch
+    logits: torch.Tensor
+    embedding: torch.Tensor
+    event: torch.cuda.Event | None = None
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding) on the CPU, float32, once the device has written them."""
+        if self.event is not None:
+            self.event.synchronize()
+        return self.logits, self.embedding
+
+
+class _Runner:
+    """Runs batches through the model: transform on the device if asked, compiled if asked, copies queued.
+
+    - pixels arriving as uint8 (``transform_device`` model) go to the device as they are (a
+      28 x 28 batch of 256 is 0.6 MB instead of 154 MB of float32 at 224 px) and are resized,
+      cropped and normalised there, with the same transform;
+    - ``compile_mode`` other than none: ``torch.compile`` of the forward pass, each batch padded to
+      ``batch_size`` so that one compiled graph (one CUDA graph with reduce-overhead) serves all;
+    - on CUDA the outputs are copied into pinned host memory without waiting; the caller builds and
+      writes the previous batch's table meanwhile and waits only when it needs these outputs.
+    """
+
+    def __init__(self, lm: LoadedModel, transform, compile_mode: str, batch_size: int) -> None:
+        self.lm, self.transform, self.batch_size = lm, transform, batch_size
+        self.cuda = lm.device.type == "cuda"
+        self.compile_mode = compile_mode
+        if compile_mode == "none":
+            self.forward = lm.forward
+        else:
+            mode = None if compile_mode == "default" else compile_mode
+            self.forward = torch.compile(lm.forward, mode=mode, dynamic=False)
+
+    def launch(self, batch: Batch) -> _InFlight:
+        """Queue ``batch``'s forward pass; outputs of its decoded rows only (padding dropped)."""
+        pv = batch.pixel_values
+        assert pv is not None, "only a batch with decoded rows is run"
+        n = pv.shape[0]
+        with torch.inference_mode():
+            x = pv.to(self.lm.device, non_blocking=True)
+            if x.dtype == torch.uint8:  # decoded pixels: the evaluation transform runs here
+                x = self.transform(x)
+            if self.compile_mode != "none" and n < self.batch_size:
+                x = torch.cat([x, x.new_zeros((self.batch_size - n, *x.shape[1:]))])
+            if self.compile_mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            logits, emb = self.forward(x)
+            logits, emb = logits[:n], emb[:n]
+            if not self.cuda:
+                return _InFlight(batch, logits, emb)
+            host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (logits, emb)]
+            for h, t in zip(host, (logits, emb), strict=True):
+                h.copy_(t, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        return _InFlight(batch, host[0], host[1], event)
 
 
 # ---------------------------------------------------------------------------------------- stage
@@ -473,6 +418,10 @@ def embed_dataset(
         torch.set_num_threads(config.threads or default_threads())
     transform = eval_transform(lm.geometry)
     workers = default_decode_workers(lm.device) if config.decode_workers < 0 else config.decode_workers
+    on_model = config.transform_device == "model" or (
+        config.transform_device == "auto" and lm.device.type == "cuda"
+    )
+    runner = _Runner(lm, transform, config.compile_mode, batch_size)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_sibling(output_dir)
@@ -492,16 +441,29 @@ def embed_dataset(
                 st = SplitStats(split, end - start)
                 t0 = time.perf_counter()
                 source = _BatchSource(
-                    ds.with_format("arrow"), start, end, batch_size, split, transform, served_columns(ds)
+                    ds.with_format("arrow"),
+                    start,
+                    end,
+                    batch_size,
+                    split,
+                    None if on_model else transform,
+                    served_columns(ds),
+                    fallback=transform,
                 )
                 bar = tqdm(total=end - start, desc=f"embed {split}", unit="img", disable=not progress)
-                for batch in iter_batches(source, workers):
-                    failures.extend(batch.failures)
-                    st.failed += len(batch.failures)
-                    if batch.pixel_values is not None:
-                        with torch.inference_mode():
-                            logits, emb = lm.forward(batch.pixel_values)
-                        logits, emb = logits.cpu(), emb.cpu()
+                # One batch in flight: batch i's outputs are written while the device runs batch i + 1.
+                pending: _InFlight | None = None
+                for batch in itertools.chain(iter_batches(source, workers), [None]):
+                    launched = None
+                    if batch is not None:
+                        failures.extend(batch.failures)
+                        st.failed += len(batch.failures)
+                        if batch.pixel_values is not None:
+                            launched = runner.launch(batch)
+                        bar.update(batch.table.num_rows + len(batch.failures))
+                    done, pending = pending, launched
+                    if done is not None:
+                        batch, (logits, emb) = done.batch, done.result()
                         dim = emb.shape[1]
                         out = _output_table(batch, split, logits, emb, lm.model_version, arrow_schema)
                         writer.write_table(out)
@@ -511,7 +473,6 @@ def embed_dataset(
                         )
                         if E.SERVED_LABEL in out.column_names:
                             st.served += out.num_rows - out.column(E.SERVED_LABEL).null_count
-                    bar.update(batch.table.num_rows + len(batch.failures))
                 bar.close()
                 st.seconds = time.perf_counter() - t0
                 stats.append(st)
