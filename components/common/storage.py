@@ -882,6 +882,73 @@ def read_bytes(uri: str, *, config: StorageConfig | None = None) -> bytes:
     return data
 
 
+def create_bytes(
+    uri: str, data: bytes, content_type: str | None = None, *, config: StorageConfig | None = None
+) -> bool:
+    """Write ``data`` at ``uri`` only if nothing is there yet: True if this call created it, False if not.
+
+    The check and the write are one step of the store, so of writers racing for one name exactly
+    one gets True: GCS ``ifGenerationMatch=0`` and S3 ``If-None-Match: *`` (HTTP 412 when the object
+    exists, 409 while another conditional write of it is in flight); a local file is written under a
+    temporary name and hard-linked into place (``os.link`` fails when the name exists; where links
+    are not supported, ``O_CREAT | O_EXCL``). A write retried after an attempt that got no answer
+    may find its own object: it reads it back, and the same bytes count as created (so give each
+    writer's ``data`` something unique).
+    """
+    if not is_remote(uri):
+        return _create_local(Path(uri), data)
+    config = config or StorageConfig.from_env()
+    scheme, bucket, key = split_uri(uri)
+    content_type = content_type or "application/octet-stream"
+    endpoint = config.endpoint_name(scheme)
+    try:
+        _BREAKER.check(endpoint, first=True)
+        if scheme == "gs":
+            blob = _gcs_client(config).bucket(bucket).blob(key)
+            _gcs_once(
+                config,
+                lambda kw: blob.upload_from_string(
+                    data, content_type=content_type, if_generation_match=0, **kw
+                ),
+            )
+        else:
+            _s3_client(config, scheme).put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+    except Exception as exc:
+        if not any(_status(e) in (409, 412) for e in _causes(exc)):
+            raise _fail("creating", uri, config, scheme, exc) from exc
+        _BREAKER.success(endpoint)
+        try:
+            return read_bytes(uri, config=config) == data  # our own earlier attempt, or another writer's
+        except FileNotFoundError:
+            return False  # 409: another write of it was in flight and did not land (yet)
+    _BREAKER.success(endpoint)
+    return True
+
+
+def _create_local(path: Path, data: bytes) -> bool:
+    """:func:`create_bytes` for a local file: complete content, linked into place only if the name is free."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_bytes(data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system (e.g. a FUSE mount): exclusive create
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def delete_object(uri: str, *, config: StorageConfig | None = None) -> None:
     """Delete the object (or local file) at ``uri``; one that is already gone is no error."""
     if not is_remote(uri):
@@ -1139,7 +1206,11 @@ def list_prefix(uri: str, *, config: StorageConfig | None = None) -> Iterator[St
         if not root.is_dir():
             return
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            yield StoredFile(path.relative_to(root).as_posix(), path.stat().st_size)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # removed since the walk saw it (another writer's temporary file)
+                continue
+            yield StoredFile(path.relative_to(root).as_posix(), size)
         return
     config = config or StorageConfig.from_env()
     scheme, bucket, prefix = split_prefix(uri)

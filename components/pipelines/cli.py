@@ -9,6 +9,9 @@ python pipeline.py submit --host URL [--target cluster|kind] [--pipeline trainin
                            [--param name=value ...] [--upload] [--wait [--timeout S]]
 python pipeline.py schedule --host URL --cron "0 0 6 * * *" [--param name=value ...]
 python pipeline.py unschedule --host URL [--name NAME | --id ID]
+python pipeline.py promote --registry URI --model NAME --version V --reason "..."
+python pipeline.py rollback --registry URI --model NAME --reason "..."
+python pipeline.py models --registry URI --model NAME [--json]
 
 Exit status: 0 done (with --wait: the run succeeded); 1 the run ended otherwise (failed, cancelled,
 skipped); 2 a clear error, printed on stderr; 3 --wait gave up after --timeout (the run goes on).
@@ -35,6 +38,8 @@ from components.pipelines.client import (
 )
 from components.pipelines.definitions import MONITORING, PIPELINES_DIR, ROOT, TRAINING, compile_pipelines
 from components.pipelines.params import ParamError, parse_json_or_text
+from components.pipelines.registry_cli import COMMANDS as REGISTRY_COMMANDS
+from components.pipelines.registry_cli import add_registry_commands, run_registry_command
 from components.pipelines.settings import CLUSTER_TARGET, KIND_TARGET, TARGETS, ClusterSettings, settings_for
 
 EXIT_RUN_NOT_SUCCEEDED = 1
@@ -206,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--max-concurrency", type=int, default=1, help="(default: %(default)s)")
 
     add_actuals_command(sub)
+    add_registry_commands(sub)
 
     p = sub.add_parser("unschedule", help="disable a recurring run")
     p.add_argument("--host", required=True)
@@ -237,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"compiled {name}: {path}")
         elif args.command == ACTUALS:
             return run_actuals_command(args)
+        elif args.command in REGISTRY_COMMANDS:
+            return run_registry_command(args)
         elif args.command == "run":
             _run(args)
         elif args.command == "submit":

@@ -44,7 +44,7 @@ LAUNCHER_CONFIG = ROOT / "manifests" / "project" / "kfp-launcher.yaml"
 DOCS = (ROOT / "README.md", ROOT / "pipelines" / "README.md", ROOT / "manifests" / "README.md")
 PIPELINES = ("training", "monitoring")
 SOURCES = ("golden", "cluster", KIND_TARGET)
-GPU_STAGES = ("train", "embed")
+GPU_STAGES = ("train", "embed", "evaluate")  # evaluate runs two models, as embed runs one
 # The tasks of the monitoring pipeline that bring the run's production batch in: which batch (the
 # date from the schedule time or batch_date), and reading it in whatever form it comes.
 RESOLVE_COMPONENT = "comp-resolve-batch"
@@ -396,3 +396,39 @@ def fake_kfp():
     yield fake
     server.shutdown()
     server.server_close()
+
+
+# ---- the monitoring run's model (model registry) -----------------------------------------------------
+RESOLVE_MODEL_COMPONENT = "comp-resolve-model"
+
+
+def test_the_monitoring_model_is_resolved_and_copied_by_an_uncached_task(compiled):
+    # model_uri may name a registry version (<name>@production), which no importer can look up:
+    # backend/src/v2/component/importer_launcher.go imports its artifact_uri as given (a constant or
+    # a pipeline input), so the resolve-model task reads the registry at run time. It copies the
+    # folder into its own output rather than pointing the output's URI at the registered folder:
+    # backend/src/v2/component/launcher_v2.go uploadOutputArtifacts merges a URI the executor changed
+    # (mergeRuntimeArtifacts) and then needs it under the pipeline root (bucketConfig.KeyFromURI,
+    # objectstore/config.go: PrefixedBucket is scheme + bucket + the root's prefix), failing the task
+    # ("failed to upload output artifact") for a model in another bucket or under another root.
+    # It is never cached (backend/src/v2/cacheutils/cache.go keys on the parameters, which do not
+    # change when the production pointer moves), and it reads the registry with the store's Secret.
+    for source in SOURCES:
+        spec, platform = compiled[(source, "monitoring")]
+        tasks = dict(_tasks(spec))
+        for key, task in tasks.items():
+            _, executor = _executor(spec, task)
+            if "importer" in executor:
+                uri = task["inputs"]["parameters"]["uri"]
+                assert uri.get("componentInputParameter") != "model_uri", f"{source}: {key} imports model_uri"
+        (resolve,) = [t for t in tasks.values() if t["componentRef"]["name"] == RESOLVE_MODEL_COMPONENT]
+        assert not resolve.get("cachingOptions", {}).get("enableCache", False), source
+        assert resolve["inputs"]["parameters"]["model_uri"] == {"componentInputParameter": "model_uri"}
+        label, executor = _executor(spec, resolve)
+        body = "\n".join(executor["container"]["command"] + executor["container"].get("args", []))
+        assert "def resolve_model(" in body and not re.search(r"\bmodel\.uri\s*=", body), source
+        env = _k8s(platform).get(label, {}).get("secretAsEnv", [])
+        assert any(s.get("secretName") == _settings(source).storage_secret for s in env), source
+        loop = next(c for n, c in spec["components"].items() if n.startswith("comp-for-loop"))
+        embed = loop["dag"]["tasks"]["embed"]["inputs"]["artifacts"]["model"]
+        assert embed == {"componentInputArtifact": "pipelinechannel--resolve-model-model"}, source
