@@ -38,7 +38,7 @@ bench: setup ## run every benchmark script and print its figures
 KIND_CLUSTER ?= fashion-drift
 KFP_VERSION ?= 2.17.0
 KIND_TAG ?= $(TAG)
-STAGES := data ingest train embed prepare arize drift
+STAGES := data ingest train embed prepare arize drift evaluate
 # --target kind: small CPU/memory requests, no GPU request, node selector or toleration
 # (components/pipelines/settings.py, KIND_RESOURCES); the cluster defaults stay for `make compile`.
 KIND_COMPILE_ARGS := --target kind --registry $(REGISTRY) --tag $(KIND_TAG)
@@ -65,7 +65,7 @@ kind-kfp: ## install KFP standalone $(KFP_VERSION) (platform-agnostic overlay) a
 # gpu base (set up for the NVIDIA runtime); APT_PACKAGES_<stage> lists extra Debian packages, pinned.
 # TORCH_INDEX_URL (GPU stages only): empty = torch from PyPI, built for CUDA 13 (driver 580+); for a CUDA 12
 # node pool e.g. make images TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 (see images/Dockerfile).
-GPU_STAGES := train embed
+GPU_STAGES := train embed evaluate
 TORCH_INDEX_URL ?=
 APT_PACKAGES_data := dataset-fashion-mnist=0.0~git20200523.55506a9-1
 image_ref = $(REGISTRY)/fashion-drift-$(1):$(KIND_TAG)

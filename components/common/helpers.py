@@ -8,7 +8,7 @@ the drift image.
 from collections.abc import Callable
 from typing import Any, List, NamedTuple  # noqa: UP035 - KFP reads these annotations
 
-from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 from kfp.dsl.python_component import PythonComponent
 
 from components.common.images import ImageSet, build_component
@@ -17,6 +17,8 @@ ALERT_FILE_TITLE = "Embedding drift alert"
 # drift's `status` when no window of the run could be tested (components.drift.stage.INSUFFICIENT_DATA;
 # a test checks they agree: the pipelines do not import the drift stage's heavy modules).
 INSUFFICIENT_DATA = "insufficient-data"
+# evaluate's decision when the release gate passes (components.evaluate: "promote" or "candidate").
+PROMOTE = "promote"
 
 
 def resolve_batch(
@@ -141,6 +143,145 @@ def insufficient_data(
     )
 
 
+def register_model(
+    model: Input[Model],
+    registry_uri: str,
+    registered_model: str,
+    promote: bool,
+    reason: str,
+    metrics_json: str = "{}",
+    run: str = "",
+) -> str:
+    """Records the trained model as a new version in the model registry; promotes it when ``promote``.
+
+    ``registry_uri``: the registry's folder (local, gs://, s3://, minio://); ``registered_model``: the
+    model's name there (the pipeline parameter of that name; ``model_name`` is train's Hub model).
+    The version records the model artifact's URI (the weights are not copied),
+    the training summary's metrics plus ``metrics_json`` (a JSON object, e.g. the evaluation's
+    summary and the gate's verdict) under ``evaluation``, the data fingerprints, ``run`` and
+    ``reason``. Returns the version (``v3``).
+    """
+    import json
+
+    from components.common import registry
+
+    try:
+        extra = json.loads(metrics_json or "{}")
+    except ValueError as exc:
+        raise ValueError(
+            f'metrics_json: not JSON ({exc}); give a JSON object such as {{"accuracy": 0.9}}'
+        ) from exc
+    if not isinstance(extra, dict):
+        raise ValueError(f"metrics_json: expected a JSON object, got {type(extra).__name__}")
+    metrics = {"training": registry.metrics_from_model_folder(model.path)}
+    if extra:
+        metrics["evaluation"] = extra
+    reg = registry.open_registry(registry_uri, registered_model)
+    version = reg.register(
+        model.uri, metrics, registry.fingerprints_from_model_folder(model.path), reason, run=run
+    )
+    print(f"registered {model.uri} as {registered_model} {version.version} in {registry_uri}")
+    if promote:
+        version = reg.promote(version.version, reason)
+        print(f"promoted {registered_model} {version.version} to production")
+    return version.version
+
+
+def resolve_model(model_uri: str, registry_uri: str, model: Output[Model]):
+    """The model the monitoring run uses: a folder URI as given, or ``<name>@production`` looked up in the registry.
+
+    ``model_uri``: a trained Model folder (local, gs://, s3://, minio://), or a registry version
+    (``<name>@production``, ``<name>@v3``, ``<name>@latest`` with ``registry_uri``, or
+    ``<registry_uri>#<name>@production``). The folder is copied into this task's output, so every
+    later task reads it as a plain artifact (embed checks its files, labels and weights). Never
+    cached: the production pointer may move between runs.
+    """
+    import json
+    import os
+
+    from components.common import registry, storage
+
+    uri = registry.resolve_model_uri(model_uri, registry_uri)
+    copied = storage.download_prefix(uri, model.path)
+    if not copied.files:
+        raise ValueError(
+            f"{uri}: no files there (resolved from {model_uri!r}); expected a trained Model folder"
+        )
+    model.metadata.update({"source_uri": uri, "model_spec": model_uri})
+    try:  # the weights' version, when the folder is a train stage's (embed checks the folder itself)
+        with open(os.path.join(model.path, "training_summary.json"), encoding="utf-8") as fh:
+            model.metadata["model_version"] = str(json.load(fh)["model_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    print(f"model {model_uri!r} -> {uri}: {len(copied.files)} files, {copied.bytes / 1e6:.1f} MB copied")
+
+
+def decision_gate(decision: str) -> str:
+    """The release gate's decision (evaluate's ``decision``: promote or candidate) as the single output ``dsl.If`` tests.
+
+    The reason: :func:`alert_gate` (kfp.local resolves a condition on a task's single output only).
+    """
+    print(f"release gate: {decision}")
+    return decision
+
+
+def start_retraining(
+    drift_table: Input[Dataset],
+    batch: Input[Dataset],
+    history_uri: str,
+    registry_uri: str,
+    registered_model: str,
+    retrain_augment: str,
+    retrain_confirm_runs: int,
+    retrain_min_labelled: int,
+    retrain_params: str,
+    retrain_pipeline: str,
+    kfp_host: str,
+    run_id: str,
+) -> str:
+    """Runs only when drift raised its alert and ``retrain`` is on: starts the training pipeline when the alert is confirmed.
+
+    Confirmed (``components.common.retrain.confirmation``): the batch holds at least
+    ``retrain_min_labelled`` labelled rows and the alert held on the last ``retrain_confirm_runs``
+    runs of the drift history at ``history_uri``. Then a run of the pipeline ``retrain_pipeline``
+    (its newest version in KFP at ``kfp_host``) is created with the batch as extra training rows,
+    ``augment`` = ``retrain_augment`` (``auto``: from this run's drift explanation) and the
+    registry, plus ``retrain_params`` (a JSON object); the release gate of that run decides. Returns the new run's id, or '' when the alert is not confirmed.
+    """
+    import warnings
+
+    from components.common import retrain
+    from components.common.explanation import resolve_augment
+    from components.common.history import read_history
+
+    extra = retrain.parse_params(retrain_params)
+    labelled = int((getattr(batch, "metadata", None) or {}).get("labelled") or 0)
+    history = read_history(history_uri) if history_uri and retrain_confirm_runs > 1 else None
+    verdict = retrain.confirmation(True, labelled, retrain_min_labelled, retrain_confirm_runs, history)
+    if not verdict.confirmed:
+        print(f"retraining not started: alert not confirmed: {verdict.reason}")
+        return ""
+    augmentations, why = resolve_augment(retrain_augment, drift_table.path)
+    arguments = retrain.training_arguments(batch.uri, augmentations, registry_uri, registered_model, extra)
+    # kfp.Client is left out of kfp's namespace in a component's runtime (_KFP_RUNTIME=true), and
+    # kfp.client's imports are circular from there unless kfp.dsl.component_factory is imported first.
+    import kfp.dsl.component_factory  # noqa: F401
+    from kfp.client import Client
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client = Client(host=kfp_host)
+    new_run = retrain.start_training_run(
+        client, retrain_pipeline, arguments, retrain.DEFAULT_EXPERIMENT, f"retrain after {run_id}"
+    )
+    print(
+        f"retraining started: run {new_run} of {retrain_pipeline} at {kfp_host} ({verdict.reason}); "
+        f"augment {','.join(augmentations) or 'none'} ({'; '.join(why) or 'none asked'}); "
+        f"extra training rows {batch.uri}"
+    )
+    return new_run
+
+
 HELPER_STAGES: dict[Callable[..., Any], str] = {
     resolve_batch: "ingest",  # it feeds ingest
     shard_indices: "prepare",
@@ -149,6 +290,10 @@ HELPER_STAGES: dict[Callable[..., Any], str] = {
     notify_drift: "drift",
     status_gate: "drift",
     insufficient_data: "drift",
+    register_model: "ingest",  # the registry: storage clients, no heavy libraries
+    resolve_model: "ingest",
+    decision_gate: "drift",  # a gate like alert_gate: the slim drift image, not evaluate's GPU one
+    start_retraining: "ingest",  # storage clients for the drift history; kfp for the KFP API
 }
 """Each helper's body and the stage whose image it runs in."""
 

@@ -17,7 +17,7 @@ from components import __version__
 if TYPE_CHECKING:
     from kfp.dsl.python_component import PythonComponent
 
-STAGES: tuple[str, ...] = ("data", "ingest", "train", "embed", "prepare", "arize", "drift")
+STAGES: tuple[str, ...] = ("data", "ingest", "train", "embed", "prepare", "arize", "drift", "evaluate")
 DEFAULT_REGISTRY = "ghcr.io/fashion-drift"
 IMAGE_PREFIX = "fashion-drift-"
 

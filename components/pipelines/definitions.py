@@ -7,7 +7,6 @@ Pipelines are built by functions that take an :class:`ImageSet` and the compile-
 # No `from __future__ import annotations`: KFP reads the pipeline functions' annotations as objects.
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,15 +17,17 @@ from kfp.dsl import HTML, Dataset, Markdown, Model
 
 from components.arize.config import ArizeConfig
 from components.common import helpers, schema
-from components.common.config import with_args_doc, component_fields, default_of, help_of
+from components.common import retrain as retrain_rule
+from components.common.config import component_fields, default_of, help_of, with_args_doc
 from components.common.images import ImageSet
 from components.data.config import DataConfig
 from components.drift.config import DriftConfig
 from components.embed.config import EmbedConfig
+from components.evaluate.config import EvaluateConfig
 from components.ingest.config import IngestConfig
 from components.pipelines.actuals import ACTUALS, build_actuals_pipeline
 from components.pipelines.actuals import PIPELINE_NAME as ACTUALS_PIPELINE_NAME
-from components.pipelines.settings import HELPER, ClusterSettings, configure
+from components.pipelines.settings import HELPER, REGISTRY, ClusterSettings, configure
 from components.pipelines.stages import ComponentFactory, Stages
 from components.prepare.config import PrepareConfig
 from components.train.config import TrainConfig
@@ -54,7 +55,16 @@ def declared_defaults(config_cls: type) -> SimpleNamespace:
     return SimpleNamespace(**{f.name: default_of(f) for f in dataclasses.fields(config_cls)})
 
 
-STAGE_CONFIGS = (DataConfig, IngestConfig, TrainConfig, EmbedConfig, PrepareConfig, ArizeConfig, DriftConfig)
+STAGE_CONFIGS = (
+    DataConfig,
+    IngestConfig,
+    TrainConfig,
+    EmbedConfig,
+    PrepareConfig,
+    ArizeConfig,
+    DriftConfig,
+    EvaluateConfig,
+)
 # The help of each pipeline parameter (what the KFP UI shows for it): the stage Config's field of the
 # same name, or here for the parameters that are no single stage's (or that two stages share).
 PARAMETER_HELP = {
@@ -70,8 +80,13 @@ PARAMETER_HELP = {
     "run's scheduled date (a run started by hand: its creation date; kfp.local: today, UTC)",
     "kfp_ui_host": "the KFP UI's address (e.g. https://kfp.example.com), for the run's link in the drift "
     "notification; empty: the notification names the run ID only",
-    "model_uri": "a trained Model folder (the train stage's output); imported once per URI, so a new "
-    "model goes to a new folder",
+    "model_uri": "a trained Model folder (the train stage's output) or a registered version; a folder: "
+    "local path, gs://, s3:// or minio://; a version in the model registry: <name>@production (the version in production when "
+    "the run starts), <name>@latest or <name>@v3 with registry_uri, or <registry_uri>#<name>@production; "
+    "copied into the run by the resolve-model task",
+    "registry_uri": "the model registry's folder (local, gs://, s3:// or minio://, e.g. "
+    "minio://mlpipeline/model-registry): where a training run registers its model, and where a "
+    "monitoring run looks up <name>@production in model_uri; '' = no registry (model_uri is a folder)",
     "baseline_uri": "a stored prepared folder (the prepare stage's output) production is compared with; "
     "imported once per URI, so a new baseline goes to a new folder",
     "image_store": "where prepare writes the PNG images the records link to, and where drift's report may "
@@ -79,6 +94,28 @@ PARAMETER_HELP = {
     "gs://, s3:// or minio:// prefix (object storage)",
     "allow_cpu": "let train (profile=cluster) and embed (a model trained with profile=cluster) run on CPU "
     "when CUDA is unavailable (False: fail at once, naming the NVIDIA driver the images need)",
+    "drift_uri": "the drift stage's drift_table output of an earlier monitoring run (a Parquet file; local, "
+    "gs://, s3://, minio://): with augment=auto its explanation of the flagged windows chooses the "
+    "augmentations, and evaluate takes the production rows of its flagged windows as the drifted slice "
+    "the gate wants the new model better on; '' = none",
+    "registered_model": "the model's name in the model registry at registry_uri (a training run registers "
+    "its model under it; a retraining run is started for it)",
+    "retrain": "on a confirmed drift alert, start the training pipeline through the KFP API (off by "
+    "default); confirmed: the batch holds retrain_min_labelled labelled rows and the alert held on the "
+    "last retrain_confirm_runs runs of the drift history (history_uri). The new run's release gate decides",
+    "retrain_confirm_runs": "runs in a row (this one included) whose alert must hold in the drift history "
+    "before retraining starts; 1 = this run's alert is enough",
+    "retrain_min_labelled": "labelled rows the batch must hold before retraining starts (the new rows "
+    "join the training split)",
+    "retrain_augment": "the retraining run's augment: 'auto' = chosen from this run's drift explanation, a "
+    "comma list of rotation, blur, brightness, noise, or '' = none",
+    "retrain_params": "further parameters of the retraining run, a JSON object (e.g. "
+    '{"profile": "cluster", "source": "gs://bucket/fashion"}); the retraining\'s own (extra_training_uri, '
+    "augment, registry_uri, registered_model) win",
+    "retrain_pipeline": "the training pipeline's name in KFP (its newest version is run; upload it with "
+    "python pipeline.py submit --upload)",
+    "kfp_host": "the KFP API the retraining run is created at (in the cluster: "
+    "http://ml-pipeline.kubeflow:8888)",
     "ledger_uri": "arize's ledger of chunks sent and in flight, so a rerun sends only the rest and never a "
     "chunk twice: a JSON file, or a folder ending in '/' holding one ledger per model name and version. On "
     "a cluster give a bucket prefix such as minio://mlpipeline/arize-ledgers/ (gs://<bucket>/arize-ledgers/ "
@@ -109,6 +146,12 @@ LEFT_TO_DEFAULT: dict[str, str] = {
     "drift.min_cluster_size": "the embedding view's clusters only",
     "drift.thumbnails": "the report's hover images, read only from the folders and image_store",
     "drift.detectors": "all detectors run; false_alarm_rate is shared over them",
+    "evaluate.drift_time_shift": "auto matches the data set's clock to the drift table's; a manual shift is "
+    "for python -m components.evaluate",
+    "evaluate.eval_splits": "the training pipeline evaluates on validation and the labelled production rows",
+    "evaluate.calibration_bins": "the reliability diagram's bins only; no effect on the gate",
+    "evaluate.feature_bins": "the image-feature slices' bins; min slice size is the gate's knob",
+    "evaluate.eval_batch_size": "a throughput setting; the result does not depend on it",
 }
 
 
@@ -124,6 +167,7 @@ EMBED = declared_defaults(EmbedConfig)
 PREPARE = declared_defaults(PrepareConfig)
 ARIZE = declared_defaults(ArizeConfig)
 DRIFT = declared_defaults(DriftConfig)
+EVALUATE = declared_defaults(EvaluateConfig)
 
 
 def _stage_args(config_cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,6 +240,37 @@ def _prepare_and_monitor(
     return prepare, drift
 
 
+def _release_gate(stages: Stages, settings: ClusterSettings, model, dataset, params: Mapping[str, Any]):
+    """Evaluate the new model against production, branch on the gate, register it as production or a candidate.
+
+    The registration runs only with a registry (``registry_uri`` not ''); the decision is branched
+    on through :func:`helpers.decision_gate` (kfp.local resolves a condition on a single output only).
+    """
+    evaluate = configure(
+        stages.evaluate(candidate=model, dataset=dataset, **_stage_args(EvaluateConfig, params)),
+        "evaluate",
+        settings,
+    )
+    decision = configure(stages.decision_gate(decision=evaluate.outputs["decision"]), HELPER, settings)
+    register = dict(
+        model=model,
+        registry_uri=params["registry_uri"],
+        registered_model=params["registered_model"],
+        reason=evaluate.outputs["reasons"],
+        run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    with dsl.If(params["registry_uri"] != "", name="model-registry"):
+        with dsl.If(decision.output == helpers.PROMOTE, name="gate-passed"):
+            configure(stages.register_model(promote=True, **register), REGISTRY, settings).set_display_name(
+                "promote-model"
+            )
+        with dsl.Else(name="gate-failed"):
+            configure(stages.register_model(promote=False, **register), REGISTRY, settings).set_display_name(
+                "register-candidate"
+            )
+    return evaluate
+
+
 class TrainingOutputs(NamedTuple):
     """What a training run returns."""
 
@@ -252,11 +327,26 @@ def build_training_pipeline(
         alert_rule: str = DRIFT.alert_rule,
         reference_days: int = DRIFT.reference_days,
         reference_dates: str = DRIFT.reference_dates,
+        augment: str = TRAIN.augment,
+        drift_uri: str = TRAIN.drift_uri,
+        extra_training_uri: str = TRAIN.extra_training_uri,
+        registry_uri: str = "",
+        registered_model: str = EVALUATE.registered_model,
+        gate_margin: float = EVALUATE.gate_margin,
+        gate_min_slice_rows: int = EVALUATE.gate_min_slice_rows,
+        require_better_on_drift: bool = EVALUATE.require_better_on_drift,
+        gate_use_ci: bool = EVALUATE.gate_use_ci,
+        confidence_level: float = EVALUATE.confidence_level,
+        eval_recent_days: int = EVALUATE.eval_recent_days,
+        bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
     ) -> TrainingOutputs:
         """Per-run parameters; defaults are the local profile (CPU, Debian's Fashion-MNIST).
 
         0 for epochs, batch_size and learning_rate means the profile's default. On a cluster:
         profile=cluster, model_name=microsoft/resnet-50, source=<Hub id or bucket>, larger sizes.
+        After train, evaluate compares the new model with the registry's production model (none
+        yet: promoted) and the release gate decides: with registry_uri the model is registered as
+        a candidate or promoted to production; '' = no registry (the decision is reported only).
         """
         params = dict(locals())  # the run's parameters; each feeds the stage fields of its name
         data = configure(stages.data(**_stage_args(DataConfig, params)), "data", settings)
@@ -283,6 +373,7 @@ def build_training_pipeline(
             baseline=None,
             params=params,
         )
+        _release_gate(stages, settings, train.outputs["model"], data.outputs["dataset"], params)
         return TrainingOutputs(
             report=drift.outputs["report"],
             drift_table=drift.outputs["drift_table"],
@@ -322,6 +413,7 @@ def build_monitoring_pipeline(
         model_uri: str,
         baseline_uri: str,
         batch_date: str = "",
+        registry_uri: str = "",
         source_kind: str = INGEST.source_kind,
         location_column: str = INGEST.location_column,
         timestamp_column: str = INGEST.timestamp_column,
@@ -356,12 +448,21 @@ def build_monitoring_pipeline(
         reference_days: int = DRIFT.reference_days,
         reference_dates: str = DRIFT.reference_dates,
         kfp_ui_host: str = "",
+        retrain: bool = False,
+        retrain_confirm_runs: int = 2,
+        retrain_min_labelled: int = 100,
+        retrain_augment: str = "auto",
+        retrain_params: str = "",
+        retrain_pipeline: str = PIPELINE_NAMES[TRAINING],
+        kfp_host: str = retrain_rule.DEFAULT_KFP_HOST,
+        registered_model: str = EVALUATE.registered_model,
     ) -> MonitoringOutputs:
         """Per-run parameters: the batch and its day, the model and baseline folders, the stages' settings.
 
         ``production_uri``: the production batch in any form ingest reads (image files, a manifest,
         a data-stage folder), ``{date}`` in it filled with ``batch_date`` or the run's scheduled
-        date; ``model_uri``: a trained Model folder; ``baseline_uri``: a stored prepared folder (the
+        date; ``model_uri``: a trained Model folder or ``<name>@production`` in the model registry
+        at ``registry_uri``; ``baseline_uri``: a stored prepared folder (the
         baseline); ``history_uri``: the drift history every run adds its windows to. The run returns
         the drift alert and status and, when the alert fires, notifies the webhook of the cluster's
         Secret; when drift could test no window, it says so in a notice.
@@ -389,14 +490,29 @@ def build_monitoring_pipeline(
             settings,
         )
         batch = ingest.outputs["batch"]
-        # Model and baseline are versioned folders that are never rewritten (a new model or baseline
-        # goes to a new URI): importing them once per URI is right. No display name: the importer
-        # records its task under it and later drivers look producers up by task key
-        # (importer_launcher.go, driver/resolve.go: "cannot find producer task").
-        model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False)
+        # The model is a folder URI or a registry version (<name>@production): an importer cannot look
+        # it up (its URI is a constant or a pipeline input, importer_launcher.go), so a task resolves
+        # it and copies the folder into its output. Pointing the output at the registered folder
+        # instead would not do: the launcher uploads an output to its changed URI only under the
+        # pipeline root and fails the task otherwise (launcher_v2.go uploadOutputArtifacts,
+        # KeyFromURI). Never cached: the production pointer moves between runs.
+        model = configure(
+            stages.resolve_model(model_uri=model_uri, registry_uri=registry_uri), REGISTRY, settings
+        )
+        # The baseline is a versioned folder that is never rewritten (a new baseline goes to a new
+        # URI): importing it once per URI is right. No display name: the importer records its task
+        # under it and later drivers look producers up by task key (importer_launcher.go,
+        # driver/resolve.go: "cannot find producer task").
         baseline = dsl.importer(artifact_uri=baseline_uri, artifact_class=Dataset, reimport=False)
         embeddings = _embed_shards(
-            stages, settings, batch, model.output, schema.PRODUCTION, num_shards, embed_batch_size, allow_cpu
+            stages,
+            settings,
+            batch,
+            model.outputs["model"],
+            schema.PRODUCTION,
+            num_shards,
+            embed_batch_size,
+            allow_cpu,
         )
         prepare, drift = _prepare_and_monitor(
             stages,
@@ -428,6 +544,27 @@ def build_monitoring_pipeline(
                 "notify",
                 settings,
             )
+            # Off by default; on a confirmed alert it starts the training pipeline through the KFP API
+            # (components.common.retrain: the rule, and the run's parameters). The gate of that run decides.
+            with dsl.If(retrain == True, name="retrain"):  # noqa: E712 - a KFP condition, not Python
+                configure(
+                    stages.start_retraining(
+                        drift_table=drift.outputs["drift_table"],
+                        batch=batch,
+                        history_uri=history_uri,
+                        registry_uri=registry_uri,
+                        registered_model=registered_model,
+                        retrain_augment=retrain_augment,
+                        retrain_confirm_runs=retrain_confirm_runs,
+                        retrain_min_labelled=retrain_min_labelled,
+                        retrain_params=retrain_params,
+                        retrain_pipeline=retrain_pipeline,
+                        kfp_host=kfp_host,
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    ),
+                    REGISTRY,  # a helper's resources, never cached, the object-store Secret (the history)
+                    settings,
+                )
         status = configure(stages.status_gate(status=drift.outputs["status"]), HELPER, settings)
         # No window could be tested: no verdict, and the run says so (a notice; no webhook message).
         with dsl.If(status.output == helpers.INSUFFICIENT_DATA, name="insufficient-data"):

@@ -44,6 +44,9 @@ from components.pipelines.settings import ClusterSettings
 # failure repeats, so it is shown at once instead of after 60 s and 120 s of back-off.
 LOCAL_SETTINGS = ClusterSettings(retries=0)
 REPORT_FILE = "drift_report.html"
+REGISTRY_PARAM = "registry_uri"
+# run --local's model registry when registry_uri is not given: <output-dir>/registry
+LOCAL_REGISTRY = "registry"
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,6 +135,14 @@ def _status_gate(outputs):
     return f"status {outputs['Output']}" if "Output" in outputs else ""
 
 
+def _resolve_model(outputs):
+    meta = _metadata(outputs, "model")
+    if "source_uri" not in meta:
+        return ""
+    version = f"model_version {meta['model_version']}, " if meta.get("model_version") else ""
+    return f"{version}from {meta['source_uri']}"
+
+
 def _notice(outputs):
     notice = getattr(outputs.get("notice"), "path", None)
     return f"notice: {notice}" if notice else ""
@@ -150,7 +161,17 @@ FIGURES: dict[str, Callable[[dict[str, Any]], str]] = {
     "alert-gate": _alert_gate,
     "drift-alert": _notice,
     "status-gate": _status_gate,
+    "decision-gate": lambda outputs: f"decision {outputs['Output']}" if "Output" in outputs else "",
+    # the training pipeline's gate: its promote branch's task is created first, the candidate's second
+    "register-model": lambda o: f"{o['Output']} promoted to production" if "Output" in o else "",
+    "register-model-2": lambda o: f"{o['Output']} registered as a candidate" if "Output" in o else "",
+    "start-retraining": lambda o: (
+        (f"run {o['Output']}" if o["Output"] else "not started (alert not confirmed)")
+        if "Output" in o
+        else ""
+    ),
     "insufficient-data": _notice,
+    "resolve-model": _resolve_model,
 }
 """Task name -> its figures (an empty string when its outputs lack them, e.g. a stand-in stage)."""
 
@@ -398,7 +419,8 @@ def run_local(
     Prints one line per finished task on ``out`` (default: stdout), warnings and errors on ``err``
     (default: stderr); ``verbose`` adds kfp.local's detail. Returns the paths of the pipeline's
     output artifacts (and ``alert``, ``status`` for monitoring); ``report`` is a copy of the drift
-    report named ``drift_report.html`` beside the run's task folders.
+    report named ``drift_report.html`` beside the run's task folders. A pipeline that takes
+    ``registry_uri`` gets ``<output_dir>/registry`` when it is not given (the local model registry).
     """
     from kfp import local
 
@@ -410,6 +432,9 @@ def run_local(
     params = convert_params(pipeline_func, params)
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    if REGISTRY_PARAM in (pipeline_func.component_spec.inputs or {}) and REGISTRY_PARAM not in params:
+        # The local loop is whole: the first run's model is promoted, a later run's is gated against it.
+        params[REGISTRY_PARAM] = str(output_dir / LOCAL_REGISTRY)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
     if not verbose:
         out.write(f"{pipeline_func.name}: running each task through kfp.local (--verbose: their logs)\n")

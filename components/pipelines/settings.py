@@ -19,9 +19,10 @@ from typing import Any
 
 from kfp import kubernetes
 
-GPU_STAGES = ("train", "embed")
+GPU_STAGES = ("train", "embed", "evaluate")  # evaluate: two models' forward passes, as embed
 # Stages that use components.common.storage: the object-store Secret and endpoint.
-STORAGE_STAGES = ("ingest", "prepare", "arize", "drift")
+# train: its extra_training_uri and drift_uri may be bucket URIs (a retraining run's batch and drift table).
+STORAGE_STAGES = ("ingest", "prepare", "arize", "drift", "registry", "evaluate", "train")
 # Stages whose re-run with the same inputs gives the same result: cached. Not cached: ingest (the
 # same URI may hold a new batch: a scheduled run must read what is there now), prepare (its
 # timestamps are shifted to the time it runs, now=""), arize (it logs to an external service; a
@@ -30,6 +31,9 @@ STORAGE_STAGES = ("ingest", "prepare", "arize", "drift")
 CACHED_STAGES = ("data", "train", "embed", "drift")
 HELPER = "helper"  # the resources of the small components that belong to no stage
 NOTIFY = "notify"  # the drift notification: reads the webhook Secret
+# The model registry's tasks (register-model, resolve-model): a helper's resources, never cached (the
+# production pointer moves), the object-store Secret and endpoint (STORAGE_STAGES).
+REGISTRY = "registry"
 
 ARIZE_SECRET_KEYS = {"api-key": "ARIZE_API_KEY", "space-id": "ARIZE_SPACE_ID"}
 STORAGE_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
@@ -85,6 +89,7 @@ DEFAULT_RETRIES: dict[str, Retry] = {
     "arize": Retry(2, "60s", 2.0, "3600s"),
     "drift": Retry(2, "60s", 2.0, "3600s"),
     "ingest": Retry(2, "60s", 2.0, "3600s"),
+    "evaluate": Retry(2, "60s", 2.0, "3600s"),  # two models on validation + production: minutes
     NOTIFY: Retry(2, "30s", 2.0, "900s"),
     HELPER: Retry(2, "30s", 2.0, "900s"),
 }
@@ -97,6 +102,7 @@ CLUSTER_RESOURCES: dict[str, Resources] = {
     "arize": Resources("1", "2Gi"),
     "drift": Resources("2", "8Gi"),
     "ingest": Resources("2", "4Gi"),
+    "evaluate": Resources("4", "16Gi"),  # as embed: a model forward pass on a GPU
     HELPER: Resources("100m", "256Mi"),
 }
 
@@ -111,6 +117,7 @@ KIND_RESOURCES: dict[str, Resources] = {
     "arize": Resources("100m", "512Mi", "2Gi"),
     "drift": Resources("500m", "1Gi", "4Gi"),
     "ingest": Resources("250m", "512Mi", "2Gi"),
+    "evaluate": Resources("500m", "1Gi", "4Gi"),
     HELPER: Resources("50m", "128Mi", "256Mi"),
 }
 

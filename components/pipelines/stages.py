@@ -48,6 +48,7 @@ class Stages:
     prepare: PythonComponent
     arize: PythonComponent
     drift: PythonComponent
+    evaluate: PythonComponent  # candidate against production per slice, and the release gate
     resolve_batch: PythonComponent  # which batch the monitoring run reads: {date} filled (ingest image)
     shard_indices: PythonComponent  # the embed fan-out's list (prepare image)
     alert_gate: PythonComponent  # drift's alert as the single output dsl.If tests (drift image)
@@ -55,6 +56,10 @@ class Stages:
     notify_drift: PythonComponent  # the webhook message sent when drift raised its alert
     status_gate: PythonComponent  # drift's status as the single output dsl.If tests (drift image)
     insufficient_data: PythonComponent  # the notice written when drift could test no window (drift image)
+    register_model: PythonComponent  # records the trained model in the model registry (ingest image)
+    resolve_model: PythonComponent  # monitoring: a model folder, or <name>@production (ingest image)
+    decision_gate: PythonComponent  # evaluate's decision as the single output dsl.If tests (drift image)
+    start_retraining: PythonComponent  # monitoring: a confirmed alert starts the training pipeline (ingest image)
 
     @classmethod
     def build(

@@ -36,6 +36,9 @@ def train(
     max_steps: int = -1,
     seed: int = 0,
     allow_cpu: bool = False,
+    augment: str = "",
+    drift_uri: str = "",
+    extra_training_uri: str = "",
 ):
     """Train (local: small ResNet from scratch; cluster: fine-tune microsoft/resnet-50)."""
     from components.common.config import config_from
@@ -46,6 +49,7 @@ def train(
     result = train_model(dataset.path, model.path, config_from(TrainConfig, locals()))
     model.metadata["model_version"] = result.model_version
     model.metadata["framework"] = "transformers"
+    model.metadata["augmentations"] = ",".join(result.summary["augmentations"])
     for name in ("accuracy", "f1_weighted", "f1_macro", "loss", "train_loss", "epochs", "train_time_s"):
         metrics.log_metric(name, float(result.metrics[name]))
     confusion.log_confusion_matrix(list(CLASS_NAMES), result.confusion_matrix)

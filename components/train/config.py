@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from components.common.augment import check_augment
 from components.common.config import param
 
 LOCAL = "local"
@@ -69,6 +70,24 @@ class TrainConfig:
         "let profile=cluster run on CPU when CUDA is unavailable (False: fail at once, naming the "
         "NVIDIA driver the images need)",
     )
+    augment: str = param(
+        "",
+        "augmentations of the training images matching what drifted: a comma list of rotation, blur, "
+        "brightness, noise (strengths of the data stage's degraded production; each applied to half the "
+        "images), 'auto' = chosen from the drift explanation in the drift table at drift_uri, '' = none. "
+        "Validation images are never augmented",
+    )
+    drift_uri: str = param(
+        "",
+        "with augment=auto: the drift stage's drift_table output (a Parquet file, local or gs://, s3://, "
+        "minio://) whose explanation of the flagged windows chooses the augmentations",
+    )
+    extra_training_uri: str = param(
+        "",
+        "a data-stage folder (local or a bucket prefix; e.g. a monitoring run's ingested batch) whose "
+        "labelled rows, of every split, join the training split; rows without a label yet (-1) are left "
+        "out and counted. '' = none",
+    )
     image_size: int = param(0, "input size in pixels (0 = the profile's default)", component=False)
     weight_decay: float = param(-1.0, "AdamW weight decay (-1 = the profile's default)", component=False)
     min_crop_scale: float = param(
@@ -113,6 +132,8 @@ class TrainConfig:
             raise ValueError(f"threads {self.threads}: give 0 (automatic) or a positive count")
         if self.image_size < 8:
             raise ValueError(f"image_size {self.image_size}: expected at least 8 pixels")
+        self.augment = self.augment.strip().lower()
+        check_augment(self.augment, self.drift_uri)
 
     def trained_with(self) -> dict:
         """The resolved parameters the training summary records (run-only settings left out)."""

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,66 @@ def check_images_decode(splits: dict, dataset_dir: str | Path, show: int = 5) ->
         f"{dataset_dir}: {len(bad)} image(s) do not decode: {shown}{more}. Rebuild the data set with "
         "the data stage (or remove those rows); train does not skip rows."
     )
+
+
+@dataclass
+class ExtraRows:
+    """The labelled rows of ``extra_training_uri`` that join the training split, and what was left out."""
+
+    uri: str
+    rows: object | None  # a datasets.Dataset of (image, label), or None when no row is labelled
+    per_split: dict[str, int]  # labelled rows taken, per split of the folder
+    unlabelled: int  # rows left out: no label yet (schema.NO_LABEL)
+    fingerprint: str
+
+
+def load_extra_rows(uri: str, work_dir: Path) -> ExtraRows:
+    """The labelled rows of every split of the data-stage folder at ``uri`` (a bucket prefix is copied to ``work_dir``).
+
+    Rows whose label is ``schema.NO_LABEL`` (-1, no label yet: an ingested batch before its actuals)
+    are left out and counted; any other label outside the classes is an error naming the split and
+    rows (:func:`~components.common.dataset_folder.check_labels`).
+    """
+    import datasets
+
+    from components.common import storage
+    from components.common.dataset_folder import check_labels, open_dataset_dict
+
+    folder = Path(uri)
+    if storage.is_remote(uri):
+        folder = work_dir / "extra_training"
+        copied = storage.download_prefix(uri, folder)
+        if not copied.files:
+            raise FileNotFoundError(f"extra_training_uri {uri}: no files under that prefix")
+    dd = open_dataset_dict(folder, ())
+    parts, per_split, unlabelled = [], {}, 0
+    for split in sorted(dd.keys()):
+        ds = dd[split]
+        where = f"extra_training_uri {uri} split {split!r}"
+        schema.require_columns(ds.column_names, TRAIN_COLUMNS, where)
+        labels = check_labels(ds, where, allow_no_label=True)
+        keep = np.flatnonzero(labels != schema.NO_LABEL)
+        unlabelled += int(len(labels) - len(keep))
+        per_split[split] = int(len(keep))
+        if len(keep):
+            parts.append(ds.select_columns(list(TRAIN_COLUMNS)).select(keep.tolist()))
+    rows = None
+    if parts:
+        features = datasets.Features(
+            {C.IMAGE: datasets.Image(), C.LABEL: datasets.ClassLabel(names=list(schema.CLASS_NAMES))}
+        )
+        rows = datasets.concatenate_datasets([p.cast(features) for p in parts])
+    return ExtraRows(uri, rows, per_split, unlabelled, dataset_fingerprint(folder, sorted(dd.keys())))
+
+
+def with_extra_rows(training, extra: ExtraRows | None):
+    """The training split with the extra labelled rows appended (cast to its features)."""
+    import datasets
+
+    if extra is None or extra.rows is None:
+        return training
+    base = training.select_columns(list(TRAIN_COLUMNS))
+    return datasets.concatenate_datasets([base, extra.rows.cast(base.features)])  # type: ignore[attr-defined]
 
 
 def collate(examples: list[dict]) -> dict:
@@ -176,18 +237,25 @@ def confusion(predictions: np.ndarray, labels: np.ndarray) -> list[list[int]]:
 # --------------------------------------------------------------------------------------- resume
 
 
-def resume_record(dataset_dir: str | Path, config: TrainConfig) -> dict:
+def resume_record(
+    dataset_dir: str | Path,
+    config: TrainConfig,
+    augmentations: tuple[str, ...] = (),
+    extra: ExtraRows | None = None,
+) -> dict:
     """What a checkpoint folder records when training starts: the data set's fingerprint and the settings.
 
     ``data``: :func:`~components.common.dataset_folder.dataset_fingerprint` of the training and
     validation splits (state.json fingerprints and data file names and sizes, no times);
     ``settings``: :meth:`TrainConfig.resume_settings` (everything that changes the weights).
     """
-    return json.loads(
-        json.dumps(
-            {"data": dataset_fingerprint(dataset_dir, TRAIN_SPLITS), "settings": config.resume_settings()}
-        )
-    )
+    data = dataset_fingerprint(dataset_dir, TRAIN_SPLITS)
+    settings = config.resume_settings()
+    if extra is not None:  # the extra rows are data too; kept out of the record when there are none
+        data = f"{data}+{extra.fingerprint}"
+    if augmentations or config.augment:  # what augment=auto resolved to
+        settings["augmentations"] = list(augmentations)
+    return json.loads(json.dumps({"data": data, "settings": settings}))
 
 
 def _differences(recorded: dict, wanted: dict) -> list[str]:
@@ -279,10 +347,7 @@ def train_model(
     config = config or TrainConfig()
     if config.profile == CLUSTER:
         require_cuda("train", f"profile={CLUSTER}", config.allow_cpu)
-    import torch
-    from transformers import PreTrainedModel, Trainer, TrainingArguments, set_seed
-
-    from components.common.preprocess import ImageGeometry, eval_transform, train_transform
+    from components.common.explanation import resolve_augment
 
     output_dir = Path(output_dir)
     checkpoint_dir = (
@@ -294,13 +359,53 @@ def train_model(
         print(f"train: removed {stale}, left by a run that was killed")
     splits = load_training_splits(dataset_dir)
     check_images_decode(splits, dataset_dir)
+    augmentations, augment_reasons = resolve_augment(config.augment, config.drift_uri)
+    for reason in augment_reasons:
+        print(f"train: augmentation {reason}")
+    work = Path(tempfile.mkdtemp(prefix="train-extra-"))  # a bucket's extra rows are copied here
+    try:
+        return _train(
+            config, dataset_dir, output_dir, checkpoint_dir, splits, augmentations, augment_reasons, work
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train(
+    config: TrainConfig,
+    dataset_dir: str | Path,
+    output_dir: Path,
+    checkpoint_dir: Path,
+    splits: dict,
+    augmentations: tuple[str, ...],
+    augment_reasons: list[str],
+    work: Path,
+) -> TrainResult:
+    """The body of :func:`train_model` once the splits are checked and the augmentations resolved."""
+    import torch
+    from transformers import PreTrainedModel, Trainer, TrainingArguments, set_seed
+
+    from components.common.preprocess import ImageGeometry, eval_transform, train_transform
+
+    extra = None
+    training = splits[schema.TRAINING]
+    if config.extra_training_uri:
+        extra = load_extra_rows(config.extra_training_uri, work)
+        if extra.rows is not None:
+            check_images_decode({"extra": extra.rows}, config.extra_training_uri)
+        training = with_extra_rows(training, extra)
+        print(
+            f"train: extra training rows from {config.extra_training_uri}: "
+            f"{sum(extra.per_split.values())} labelled joined the training split, "
+            f"{extra.unlabelled} without a label yet left out"
+        )
     set_seed(config.seed)
     if not torch.cuda.is_available():
         torch.set_num_threads(config.threads or default_threads())
     model, processor = build_model_and_processor(config)
     model = model.to(memory_format=torch.channels_last)
     geometry = ImageGeometry.from_processor(processor)
-    train_ds = _with_transforms(splits[schema.TRAINING], train_transform(geometry, config.min_crop_scale))
+    train_ds = _with_transforms(training, train_transform(geometry, config.min_crop_scale, augmentations))
     val_ds = _with_transforms(splits[schema.VALIDATION], eval_transform(geometry))
 
     cuda = torch.cuda.is_available()
@@ -343,7 +448,9 @@ def train_model(
         data_collator=collate,
         compute_metrics=compute_metrics,
     )
-    last, fresh_reason = prepare_checkpoints(checkpoint_dir, resume_record(dataset_dir, config))
+    last, fresh_reason = prepare_checkpoints(
+        checkpoint_dir, resume_record(dataset_dir, config, augmentations, extra)
+    )
     if last:
         print(f"train: resuming from checkpoint {last} (same data set and settings)")
     elif fresh_reason:
@@ -392,6 +499,15 @@ def train_model(
             "metrics": metrics,
             "confusion_matrix": matrix,
             "loss_history": losses,
+            "augmentations": list(augmentations),
+            "augment_reasons": augment_reasons,
+            "extra_training": None
+            if extra is None
+            else {
+                "uri": extra.uri,
+                "labelled_rows": extra.per_split,
+                "unlabelled_rows_left_out": extra.unlabelled,
+            },
             "device": "cuda" if cuda else "cpu",
             "precision": "bf16" if bf16 else ("fp16" if cuda else "fp32"),
             "torch_threads": torch.get_num_threads(),

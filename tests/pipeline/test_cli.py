@@ -329,7 +329,9 @@ def test_submit_upload_registers_a_pipeline_then_a_version_and_runs_it(with_fake
     assert second["runtime_config"]["parameters"] == {"seed": 3}
 
 
-@pytest.mark.parametrize("stage", ["data", "ingest", "train", "embed", "prepare", "arize", "drift"])
+@pytest.mark.parametrize(
+    "stage", ["data", "ingest", "train", "embed", "prepare", "arize", "drift", "evaluate"]
+)
 def test_stand_in_stages_keep_the_real_signatures(stage):
     """The stand-ins may leave out optional parameters, never add or rename one."""
     real = importlib.import_module(f"components.{stage}.component").component().component_spec

@@ -25,6 +25,11 @@ COMPONENT_STAGE = {stage: stage for stage in STAGES} | {
     "status-gate": "drift",
     "insufficient-data": "drift",
     "log-actuals": "arize",
+    "decision-gate": "drift",
+    "start-retraining": "ingest",
+    "register-model": "ingest",
+    "register-model-2": "ingest",  # the training pipeline's two branches of the gate
+    "resolve-model": "ingest",
 }
 # Not cached: ingest, prepare and arize (see settings.CACHED_STAGES: ingest because the same URI may
 # hold a new batch), the notification, and the small helpers (the batch's resolution among them).
@@ -39,6 +44,12 @@ UNCACHED = (
     "alert-gate",
     "status-gate",
     "insufficient-data",
+    "decision-gate",
+    "evaluate",  # the production model behind the registry pointer changes between runs
+    "start-retraining",
+    "resolve-model",  # the production pointer moves between runs (settings.REGISTRY)
+    "register-model",
+    "register-model-2",
 )
 
 
@@ -94,18 +105,19 @@ def test_every_stage_is_in_a_pipeline(compiled):
     # ingest turns the production batch as it arrives into the data-stage layout: monitoring only
     # (the training pipeline's data stage builds its own production split).
     assert set(STAGES) - {"ingest"} <= training and "ingest" not in training
-    assert set(STAGES) - {"data", "train"} <= monitoring
+    # evaluate compares a new model with production: after train, in the training pipeline only
+    assert set(STAGES) - {"data", "train", "evaluate"} <= monitoring
 
 
 @pytest.mark.parametrize("name", ["training", "monitoring"])
-def test_only_train_and_embed_ask_for_a_gpu(compiled, name):
+def test_only_the_model_stages_ask_for_a_gpu(compiled, name):
     spec, platform, _ = compiled[name]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor, body in _executors(spec).items():
         if "container" not in body:
             continue
         resources = body["container"].get("resources", {})
-        gpu_stage = _component_of(executor) in ("train", "embed")
+        gpu_stage = _component_of(executor) in ("train", "embed", "evaluate")  # models run there
         assert ("accelerator" in resources) == gpu_stage, executor
         if gpu_stage:
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
@@ -154,7 +166,12 @@ def test_storage_credentials_reach_the_stages_that_use_storage(compiled, name):
     k8s = compiled[name][1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor, conf in k8s.items():
         names = {s["secretName"] for s in conf.get("secretAsEnv", [])}
-        uses_storage = _component_of(executor) in ("ingest", "prepare", "arize", "drift")
+        uses_storage = _component_of(executor) in (
+            *("ingest", "prepare", "arize", "drift", "evaluate"),
+            *("resolve-model", "register-model", "register-model-2"),  # the model registry
+            "start-retraining",  # reads the drift history
+            "train",  # a retraining's extra rows and drift table (extra_training_uri, drift_uri)
+        )
         assert ("mlpipeline-minio-artifact" in names) == uses_storage, executor
 
 
@@ -172,7 +189,11 @@ def test_monitoring_ingests_its_batch_imports_model_and_baseline_and_alerts_on_d
     root = spec["root"]
     tasks = root["dag"]["tasks"]
     importers = sorted(n for n in tasks if "importer" in n)
-    assert len(importers) == 2  # the model and the baseline; the batch is read by ingest
+    # The baseline; the model is resolved by resolve-model (a folder or <name>@production in the
+    # registry), the batch read by ingest.
+    assert len(importers) == 1
+    resolve = tasks["resolve-model"]["inputs"]["parameters"]
+    assert resolve["model_uri"] == {"componentInputParameter": "model_uri"}
     for name in importers:
         # No display name: the importer records its task under it and later drivers look producers
         # up by task key (backend/src/v2/component/importer_launcher.go, driver/resolve.go, KFP
@@ -186,7 +207,7 @@ def test_monitoring_ingests_its_batch_imports_model_and_baseline_and_alerts_on_d
         if n.startswith("condition")
     }
     assert set(conditions) == {"embedding-drift", "insufficient-data"}
-    assert set(conditions["embedding-drift"]) == {"drift-alert", "notify-drift"}
+    assert set(conditions["embedding-drift"]) == {"drift-alert", "notify-drift", "condition-3"}
     assert set(conditions["insufficient-data"]) == {"insufficient-data"}  # a notice, no webhook
     outputs = root["outputDefinitions"]
     assert outputs["parameters"]["alert"]["parameterType"] == "BOOLEAN"
@@ -359,7 +380,8 @@ def test_a_pipeline_parameter_reaches_its_stage_under_its_own_name_and_default(c
             stage_default = stage_inputs[param].get("defaultValue")
             if stage_default is not None:
                 assert root[pipeline_param].get("defaultValue") == stage_default, f"{task_name}.{param}"
-    monitoring_inputs = {"model_uri", "baseline_uri"}  # the importers' URIs
+    # the importers' URIs, and retrain, which only a condition reads (dsl.If)
+    monitoring_inputs = {"model_uri", "baseline_uri", "retrain"}
     assert set(root) - fed <= monitoring_inputs
 
 

@@ -66,7 +66,13 @@ def test_run_local_prints_one_line_per_task_and_ends_with_the_report_path(traini
         "prepare",
         "arize",
         "drift",
+        "evaluate",
+        "decision-gate",
+        "register-model",  # the gate's promote branch: run --local's registry (<output-dir>/registry) is new
     }
+    assert progress["decision-gate"] == "decision promote"  # no production model yet
+    assert progress["register-model"] == "v1 promoted to production"
+    assert (root / "registry").is_dir()
     assert progress["data"] == "1,500 rows, 100 degraded"  # 600 + 200 + 700; 100 in the degraded window
     assert re.fullmatch(r"accuracy 0\.\d{3}", progress["train"])
     assert progress["embed 1/2"] == "750 rows" and progress["embed 2/2"] == "750 rows"
@@ -74,7 +80,7 @@ def test_run_local_prints_one_line_per_task_and_ends_with_the_report_path(traini
     assert prepared_rows + rejected_rows == 1500
     assert progress["arize"] == "nothing sent (no credentials)"
     assert re.fullmatch(r"\d+/\d+ windows flagged, alert (True|False)", progress["drift"])
-    assert len(lines) == 1 + 8 + 1 + 4 + 1, "\n".join(lines)  # no executor input, no task log
+    assert len(lines) == 1 + 11 + 1 + 4 + 1, "\n".join(lines)  # no executor input, no task log
     assert "Got executor_input" not in err and "Executing task" not in err
 
     assert lines[-1].startswith("drift report: ")

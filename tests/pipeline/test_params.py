@@ -46,6 +46,9 @@ def recording_train(
     max_steps: int = -1,
     seed: int = 0,
     allow_cpu: bool = False,
+    augment: str = "",
+    drift_uri: str = "",
+    extra_training_uri: str = "",
 ):
     import json
     import os
@@ -208,7 +211,7 @@ def test_monitoring_run_says_which_uris_are_missing(with_fake_stages, tmp_path, 
     line = _one_clear_line(capsys.readouterr().err)
     needs = " ".join(f"--param {n}=..." for n in missing)
     assert f"pipeline.py run: fashion-drift-monitoring needs {needs}; missing or empty: " in line
-    assert "model_uri (a trained Model folder (the train stage's output))" in line
+    assert "model_uri (a trained Model folder (the train stage's output) or a registered version)" in line
     if "production_uri" not in missing:
         assert "production_uri" not in line
     assert not (tmp_path / "out").exists()

@@ -54,10 +54,15 @@ def test_a_quiet_run_prints_one_line_per_task_with_its_figures(training_run):
         "prepare": "20 rows, 1 rejected",
         "arize": "nothing sent (no credentials)",
         "drift": "3/7 windows flagged, alert True",
+        # the release gate: the stand-in evaluate keeps a model with a registry (run --local's default,
+        # <output-dir>/registry) a candidate
+        "evaluate": "",
+        "decision-gate": "decision candidate",
+        "register-model-2": "v1 registered as a candidate",
     }
     # Then the artifacts, and last the report's path; nothing else (no executor input, no task log).
-    assert len(lines) == 1 + 8 + 1 + 4 + 1, "\n".join(lines)
-    assert lines[9].startswith("artifacts under ")
+    assert len(lines) == 1 + 11 + 1 + 4 + 1, "\n".join(lines)
+    assert lines[12].startswith("artifacts under ")
     assert lines[-1].startswith("drift report: ") and lines[-1].endswith("/drift_report.html")
     assert Path(lines[-1].removeprefix("drift report: ")).read_text().startswith("<html>")
     # A task's warnings are printed in full, each under the task's name, and nothing else is.
@@ -105,7 +110,7 @@ def _monitoring(training_run, out_dir: Path, **extra) -> tuple[list[str], str]:
 
 
 MONITORING_TASKS = {"resolve-batch", "ingest", "embed", "shard-indices", "prepare", "arize", "drift"}
-MONITORING_TASKS |= {"alert-gate", "status-gate"}
+MONITORING_TASKS |= {"alert-gate", "status-gate", "resolve-model"}
 
 
 def test_monitoring_reports_the_alert_branch(with_fake_stages, training_run, tmp_path):
