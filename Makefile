@@ -14,7 +14,8 @@ setup: ## create .venv with the pinned packages and install Debian's dataset-fas
 run: setup ## run the whole training pipeline locally (kfp.local, CPU) and print the drift report's path
 	$(PY) pipeline.py run --local
 
-test: setup ## run the test suite (starts and stops the storage emulators and loopback servers itself)
+test: ## run the test suite (starts and stops the storage emulators and loopback servers itself)
+	@bash scripts/setup.sh --test
 	$(PY) -m pytest -q
 
 compile: setup ## compile the pipeline YAMLs into pipelines/
@@ -31,7 +32,7 @@ format: setup ## apply ruff's formatting
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: setup ## run every benchmark script and print its figures
+bench: setup ## run every benchmark script and print its figures (about an hour here; bench_gpu.py skips without CUDA)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # ---- kind: from a laptop with Docker to a run (needs docker, kind and kubectl; NOT run where Docker is absent)

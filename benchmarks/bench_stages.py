@@ -39,6 +39,8 @@ INPUTS = {
     "prepare": [("data", "dataset"), ("embed", "embeddings")],
     "arize": [("prepare", "prepared")],
     "drift": [("prepare", "prepared"), ("prepare", "prepared")],  # production and baseline: both the same
+    # the candidate (and, from the second run on, the production model from the registry)
+    "evaluate": [("data", "dataset"), ("train", "model")],
 }
 STAGES = list(INPUTS)
 LOCAL_DIM = 256  # the local profile's embedding width (small ResNet)
@@ -99,6 +101,8 @@ def rows_of(run: Path, task: str) -> tuple[float, str]:
         ] * epochs, f"{epochs:g} epochs of training + validation"
     if task == "drift":
         return total, "production + baseline rows read"
+    if task == "evaluate":
+        return float(md["validation"] + md["production"]), "validation + production rows, per model"
     return total, "rows"
 
 
@@ -167,6 +171,11 @@ def cluster_estimate(
             e["in_bytes"] = r["in_bytes"] * scale - local_rows["train"]["out_bytes"] + RESNET50_BYTES
             e["out_bytes"] = r["out_bytes"] * scale + n * per_vec
             e["basis"] = f"{embed_ips:,.0f} img/s ({embed_src})"
+        elif st == "evaluate":  # two models (candidate, production) over validation + production rows
+            e["rows"] = (CLUSTER["validation"] + CLUSTER["production"]) * 2
+            e["seconds"] = GPU_STAGE_START_S + e["rows"] / embed_ips
+            e["in_bytes"] = r["in_bytes"] * scale - local_rows["train"]["out_bytes"] + 2 * RESNET50_BYTES
+            e["basis"] = f"2 models at embed's {embed_ips:,.0f} img/s ({embed_src})"
         else:
             e["rows"] = r["rows"] * scale
             e["seconds"] = r["seconds"] * scale
@@ -216,10 +225,10 @@ def run_pipeline(out_dir: Path) -> tuple[Path, dict[str, float]]:
     print(f"pipeline: {time.perf_counter() - t0:.0f} s in all")
     times = {}
     for line in buf.getvalue().splitlines():
-        m = re.match(r"^(\S+)(?: \d+/\d+)?\s+([\d.]+)s\s", line)
+        m = re.match(r"^(\S+)(?: \d+/\d+)?\s+([\d.]+)s(?:\s|$)", line)
         if m:
             times[m.group(1)] = times.get(m.group(1), 0.0) + float(m.group(2))
-    runs = sorted(p for p in out_dir.iterdir() if p.is_dir())
+    runs = sorted(p for p in out_dir.glob("fashion-drift-training-*") if p.is_dir())
     return runs[-1], times
 
 
