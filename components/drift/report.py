@@ -28,38 +28,13 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from components.common.history import MODEL_VERSION, RECORDED_AT, HistoryUpdate
+from components.common.html import gzip_base64, plotly_js_gzip_base64, plotly_text, script_json, script_safe
 from components.drift.detectors import DETECTORS
 from components.drift.explain import Example, Explanation, named_classes, named_features
 from components.drift.view import Cluster, Colouring
 
-# What :func:`script_json` replaces: what could end the script element or open a comment
-# (``</script>``, ``<!--``), ``&`` (for XHTML readers), and the two line separators older
-# JavaScript engines do not accept inside a string literal.
-_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_SCRIPT_UNSAFE_RE = re.compile("[<>&\u2028\u2029]")
-
 # Statuses of a run, shown at the top of the report (the stage's ``status`` output).
 STATUS_TITLES = {"drift": "Drift", "no-drift": "No drift", "insufficient-data": "Insufficient data"}
-
-
-def script_json(value: object) -> str:
-    r"""``value`` as JSON that is safe inside a ``<script>`` element of an HTML page.
-
-    ``<``, ``>``, ``&``, U+2028 and U+2029 become ``\uXXXX`` escapes: still the same JSON value,
-    but no data string can close the script (``</script>``) or start a comment. Every script
-    payload of the report goes through here.
-    """
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    return _SCRIPT_UNSAFE_RE.sub(lambda m: _SCRIPT_UNSAFE[m.group(0)], text)
-
-
-def plotly_text(value: object) -> str:
-    """A data string for plotly's text (trace names, hover text, titles): its markup made inert.
-
-    plotly renders text as a small HTML subset (``<b>``, ``<br>``, ``<a href>``, ...) and decodes
-    ``&lt;``, ``&gt;`` and ``&amp;``, so escaping those three shows the string as it is.
-    """
-    return html.escape(str(value), quote=False)
 
 
 @dataclass
@@ -555,8 +530,7 @@ CLUSTER_WIDTH = 48  # a cluster example's width (px)
 
 def pack(value: object) -> str:
     """``value`` as JSON (:func:`script_json`), gzip-compressed and base64-encoded (the page unpacks it)."""
-    data = script_json(value).encode("utf-8")
-    return base64.b64encode(gzip.compress(data, compresslevel=9, mtime=0)).decode("ascii")
+    return gzip_base64(script_json(value).encode("utf-8"))
 
 
 def unpack(text: str) -> object:
@@ -724,7 +698,7 @@ def _figure_json(fig: go.Figure) -> str:
     """A figure as plotly's JSON (which escapes ``<``, ``>``, ``/``), with ``&``, U+2028/9 escaped too."""
     d = fig.to_dict()
     text = to_json_plotly({"data": d["data"], "layout": d["layout"], "config": {"responsive": True}})
-    return _SCRIPT_UNSAFE_RE.sub(lambda m: _SCRIPT_UNSAFE[m.group(0)], text)
+    return script_safe(text)
 
 
 def _fig_block(fig: go.Figure, div_id: str) -> str:
@@ -1247,8 +1221,7 @@ def _light_parts(
         "browser; this needs JavaScript)…</p>"
     )
     chart = notice + _fig_block(drift_chart(table, detectors), "drift-chart")
-    plotly_js = base64.b64encode(gzip.compress(get_plotlyjs().encode("utf-8"), compresslevel=9, mtime=0))
-    tail = [_data_block("plotly-js", plotly_js.decode("ascii"), library=_plotly_banner())]
+    tail = [_data_block("plotly-js", plotly_js_gzip_base64(), library=_plotly_banner())]
     view_html = "<p>No projection: too few points.</p>"
     if view is not None:
         menu, windows, point_window = _menu_and_windows(table, view, why)

@@ -13,17 +13,11 @@ Strings from the data (URIs, class and degradation names, reasons) are escaped w
 
 from __future__ import annotations
 
-import base64
-import functools
-import gzip
-import html
-import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_SCRIPT_UNSAFE_RE = re.compile("[<>&\u2028\u2029]")
+from components.common.html import esc, plotly_js_gzip_base64, plotly_text, script_json
+
 COLOURS = {"candidate": "#1f77b4", "production": "#ff7f0e"}
 KIND_TITLES = {
     "overall": "Overall",
@@ -35,30 +29,6 @@ KIND_TITLES = {
     "sharpness": "Sharpness bin",
     "drift": "Drift (production rows in flagged windows)",
 }
-
-
-def script_json(value: object) -> str:
-    """``value`` as JSON that is safe inside a ``<script>`` element (no data string can close it)."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    return _SCRIPT_UNSAFE_RE.sub(lambda m: _SCRIPT_UNSAFE[m.group(0)], text)
-
-
-def plotly_text(value: object) -> str:
-    """A data string for plotly's text (names, hover, ticks): its markup (``<b>``, ``<a>``, ...) made inert."""
-    return html.escape(str(value), quote=False)
-
-
-def esc(value: object) -> str:
-    """A data string for HTML text or an attribute value."""
-    return html.escape(str(value), quote=True)
-
-
-@functools.lru_cache(maxsize=1)
-def plotly_js_gzip_base64() -> str:
-    """plotly.js, gzip-compressed (level 9, no timestamp) and base64-encoded: 1.96 MB instead of 4.8 (plotly 7.1)."""
-    from plotly.offline import get_plotlyjs
-
-    return base64.b64encode(gzip.compress(get_plotlyjs().encode(), compresslevel=9, mtime=0)).decode()
 
 
 def _loader(figures: Mapping[str, dict[str, Any]]) -> str:
