@@ -13,7 +13,6 @@ can import it (``BUILDERS``) without a cycle.
 # No `from __future__ import annotations`: KFP reads the pipeline function's annotations as objects.
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from kfp.dsl import Markdown
 
 from components.arize.actuals_config import ActualsConfig
 from components.arize.component import component_actuals
-from components.common.config import with_args_doc, default_of, help_of
+from components.common.config import default_of, help_of, with_args_doc
 from components.common.images import ImageSet
 from components.pipelines.settings import ClusterSettings, configure
 from components.pipelines.stages import ComponentFactory
@@ -101,11 +100,17 @@ def compile_actuals_pipeline(
     return path
 
 
-def run_actuals_local(output_dir: Path, params: dict, overrides=None) -> Path:  # noqa: ANN001
-    """Run the actuals pipeline through ``kfp.local`` (subprocesses, this environment); the summary's path."""
+def run_actuals_local(output_dir: Path, params: dict, overrides=None, verbose: bool = False) -> Path:  # noqa: ANN001
+    """Run the actuals pipeline through ``kfp.local`` (subprocesses, this environment); the summary's path.
+
+    One line per finished task, as ``run --local`` prints (``verbose``: kfp.local's whole output).
+    """
+    from components.pipelines.local import reported_tasks  # local imports definitions, which imports this
+
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(output_dir).resolve()))
     func = build_actuals_pipeline(settings=ClusterSettings(retries=0), overrides=overrides)
-    task = func(**params)
+    with reported_tasks(func.name, verbose):
+        task = func(**params)
     return Path(task.output.path)
 
 
@@ -131,6 +136,7 @@ def add_actuals_command(sub) -> None:  # noqa: ANN001 - argparse's subparsers ac
         metavar="NAME=VALUE",
         help="another parameter of the actuals pipeline (arize_model_name, actuals_ledger_uri, ...)",
     )
+    p.add_argument("--verbose", action="store_true", help="print kfp.local's whole output (each task's log)")
 
 
 def run_actuals_command(args) -> int:  # noqa: ANN001 - parsed argparse namespace
@@ -146,7 +152,7 @@ def run_actuals_command(args) -> int:  # noqa: ANN001 - parsed argparse namespac
         name, _, value = item.partition("=")
         params[name.strip()] = value
     params = convert_params(build_actuals_pipeline(), params)
-    summary = run_actuals_local(args.output_dir, params)
+    summary = run_actuals_local(args.output_dir, params, verbose=args.verbose)
     print(f"actuals summary: {summary}")
     print(summary.read_text())
     return 0

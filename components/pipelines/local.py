@@ -404,6 +404,27 @@ def _quiet_logging(stream: TextIO) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def reported_tasks(
+    name: str, verbose: bool = False, out: TextIO | None = None, err: TextIO | None = None
+) -> Iterator[None]:
+    """The pipeline ``name`` run inside reports one line per finished task (``verbose``: kfp.local's detail).
+
+    Warnings and a failing task's log go to ``err`` (default: stderr), the lines to ``out`` (stdout).
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if not verbose:
+        out.write(f"{name}: running each task through kfp.local (--verbose: their logs)\n")
+    reporter = _Reporter(verbose, out, err)
+    with warnings.catch_warnings(), reporter.installed():
+        # The local runner ignores cluster settings and uses this environment instead of the images:
+        # both are expected here, and each task would warn about them.
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+        yield
+
+
 def run_local(
     output_dir: Path,
     params: dict | None = None,
@@ -436,14 +457,7 @@ def run_local(
         # The local loop is whole: the first run's model is promoted, a later run's is gated against it.
         params[REGISTRY_PARAM] = str(output_dir / LOCAL_REGISTRY)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
-    if not verbose:
-        out.write(f"{pipeline_func.name}: running each task through kfp.local (--verbose: their logs)\n")
-    reporter = _Reporter(verbose, out, err)
-    with warnings.catch_warnings(), reporter.installed():
-        # The local runner ignores cluster settings and uses this environment instead of the images:
-        # both are expected here, and each task would warn about them.
-        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    with reported_tasks(pipeline_func.name, verbose, out, err):
         task = pipeline_func(**params)
     paths = {name: getattr(value, "path", value) for name, value in task.outputs.items()}
     # The HTML artifact is a file named "report"; a copy named .html opens in any browser.

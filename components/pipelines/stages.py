@@ -59,7 +59,9 @@ class Stages:
     register_model: PythonComponent  # records the trained model in the model registry (ingest image)
     resolve_model: PythonComponent  # monitoring: a model folder, or <name>@production (ingest image)
     decision_gate: PythonComponent  # evaluate's decision as the single output dsl.If tests (drift image)
-    start_retraining: PythonComponent  # monitoring: a confirmed alert starts the training pipeline (ingest image)
+    start_retraining: (
+        PythonComponent  # monitoring: a confirmed alert starts the training pipeline (ingest image)
+    )
 
     @classmethod
     def build(
