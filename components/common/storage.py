@@ -835,21 +835,38 @@ def write_bytes(
         tmp.replace(path)
         return str(path)
     config = config or StorageConfig.from_env()
+    try:
+        _put(uri, data, content_type, config, only_if_absent=False)
+    except Exception as exc:  # re-raised with the URI and endpoint named
+        raise _fail("writing", uri, config, split_uri(uri)[0], exc) from exc
+    return link_for(uri, config)
+
+
+def _put(
+    uri: str, data: bytes, content_type: str | None, config: StorageConfig, *, only_if_absent: bool
+) -> None:
+    """One object upload to GCS or S3 (atomic there: readers see all of it or nothing).
+
+    ``only_if_absent``: the store refuses it when the object exists (GCS ``ifGenerationMatch=0``,
+    S3 ``If-None-Match: *``). The endpoint's breaker is checked first and told of a success;
+    failures are left to the caller.
+    """
     scheme, bucket, key = split_uri(uri)
     content_type = content_type or "application/octet-stream"
     endpoint = config.endpoint_name(scheme)
-    try:
-        _BREAKER.check(endpoint, first=True)
-        if scheme == "gs":
-            blob = _gcs_client(config).bucket(bucket).blob(key)
-            # One object upload is atomic in GCS and S3: readers see all of it or nothing.
-            _gcs_once(config, lambda kw: blob.upload_from_string(data, content_type=content_type, **kw))
-        else:
-            _s3_client(config, scheme).put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
-    except Exception as exc:  # re-raised with the URI and endpoint named
-        raise _fail("writing", uri, config, scheme, exc) from exc
+    _BREAKER.check(endpoint, first=True)
+    if scheme == "gs":
+        blob = _gcs_client(config).bucket(bucket).blob(key)
+        condition = {"if_generation_match": 0} if only_if_absent else {}
+        _gcs_once(
+            config, lambda kw: blob.upload_from_string(data, content_type=content_type, **condition, **kw)
+        )
+    else:
+        condition = {"IfNoneMatch": "*"} if only_if_absent else {}
+        _s3_client(config, scheme).put_object(
+            Bucket=bucket, Key=key, Body=data, ContentType=content_type, **condition
+        )
     _BREAKER.success(endpoint)
-    return link_for(uri, config)
 
 
 def read_bytes(uri: str, *, config: StorageConfig | None = None) -> bytes:
@@ -898,32 +915,17 @@ def create_bytes(
     if not is_remote(uri):
         return _create_local(Path(uri), data)
     config = config or StorageConfig.from_env()
-    scheme, bucket, key = split_uri(uri)
-    content_type = content_type or "application/octet-stream"
-    endpoint = config.endpoint_name(scheme)
+    scheme = split_uri(uri)[0]
     try:
-        _BREAKER.check(endpoint, first=True)
-        if scheme == "gs":
-            blob = _gcs_client(config).bucket(bucket).blob(key)
-            _gcs_once(
-                config,
-                lambda kw: blob.upload_from_string(
-                    data, content_type=content_type, if_generation_match=0, **kw
-                ),
-            )
-        else:
-            _s3_client(config, scheme).put_object(
-                Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
-            )
+        _put(uri, data, content_type, config, only_if_absent=True)
     except Exception as exc:
         if not any(_status(e) in (409, 412) for e in _causes(exc)):
             raise _fail("creating", uri, config, scheme, exc) from exc
-        _BREAKER.success(endpoint)
+        _BREAKER.success(config.endpoint_name(scheme))  # the store answered: refused, not down
         try:
             return read_bytes(uri, config=config) == data  # our own earlier attempt, or another writer's
         except FileNotFoundError:
             return False  # 409: another write of it was in flight and did not land (yet)
-    _BREAKER.success(endpoint)
     return True
 
 
