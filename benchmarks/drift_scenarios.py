@@ -12,11 +12,14 @@ steps (``locate_files`` -> ``load_baseline`` -> ``calibrate`` -> ``CalibratedDri
 - Windows of 200 rows: at least 100 clean ones, and for each shift (rotation, blur, noise,
   brightness, translation, occlusion, inversion, class mix), each strength (low, medium, high) and
   each share of the window affected (10%, 50%, 100%) ``--windows`` windows.
-- Three calibrations, in the same run:
-  ``train-file``: today's default (reference = training rows, calibration = validation rows, both
-  from the train file); ``train+period``: reference = training rows, calibration = the reference
-  period's production rows (``reference_days=7``); ``period``: reference and calibration both from
-  the reference period, disjoint (``baseline_environment=production``).
+- Four calibrations, in the same run:
+  ``training``: today's default (reference = training rows from the train file, calibration = the
+  data stage's validation rows, held out from the test file, production's part, never used by a
+  window here); ``train-file``: the default before validation moved (calibration = validation rows
+  from the train file: ``validation_part=train``, embedded by the same model); ``train+period``:
+  reference = training rows, calibration = the reference period's production rows
+  (``reference_days=7``); ``period``: reference and calibration both from the reference period,
+  disjoint (``baseline_environment=production``).
 - Two per-window levels: the default run rate 0.01 for a one-window run (what a daily scheduled
   run tests at; also the ``per_window`` rule at 0.01), and the default ``sidak`` rule's level for a
   30-window run (1-(0.99)^(1/30) = 0.000335, what ``make run``'s 30 days test at).
@@ -63,10 +66,13 @@ SHIFTS: dict[str, dict[str, float]] = {
     "inversion": {"low": 0.25, "medium": 0.5, "high": 1.0},  # blend towards 255 - x
     "class_mix": {"low": 5.0, "medium": 3.0, "high": 1.0},  # affected rows come from only this many classes
 }
+# Calibration -> (prepared folder, drift settings): "prepared" holds the data stage's default
+# validation rows (test file), "prepared-train-file" the train-file validation rows of before.
 CALIBRATIONS = {
-    "train-file": {},
-    "train+period": {"reference_days": PERIOD_DAYS},
-    "period": {"reference_days": PERIOD_DAYS, "baseline_environment": schema.PRODUCTION},
+    "training": ("prepared", {}),
+    "train-file": ("prepared-train-file", {}),
+    "train+period": ("prepared", {"reference_days": PERIOD_DAYS}),
+    "period": ("prepared", {"reference_days": PERIOD_DAYS, "baseline_environment": schema.PRODUCTION}),
 }
 RUN_RATE = DriftConfig().false_alarm_rate
 LEVELS = {"1 window": window_level(SIDAK, RUN_RATE, 1), "30 windows": window_level(SIDAK, RUN_RATE, 30)}
@@ -103,20 +109,30 @@ def transform(images: np.ndarray, shift: str, value: float, rng: np.random.Gener
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def prepare_model(work: Path, seed: int, training_size: int, epochs: float) -> tuple[Path, Path]:
-    """The data stage's data set and a model trained with the local profile's defaults (cached)."""
+def prepare_model(work: Path, seed: int, training_size: int, epochs: float) -> tuple[Path, Path, Path]:
+    """The data stage's data set, a model trained with the local profile's defaults, and the same
+    data set with validation rows from the train file instead (``validation_part=train``), all cached.
+
+    The cache folders are named after the validation part, so a cache built before the data stage
+    drew validation from the test file is not reused.
+    """
     from components.data.build import build_dataset
     from components.data.config import DataConfig
     from components.train.train import TrainConfig, train_model
 
-    dataset_dir, model_dir = work / "dataset", work / "model"
+    config = DataConfig(seed=seed, training_size=training_size)
+    dataset_dir = work / f"dataset-validation-{config.validation_part}"
+    model_dir = work / f"model-validation-{config.validation_part}"
+    train_file_dir = work / "dataset-validation-train"
     if not dataset_dir.is_dir():
-        build_dataset(DataConfig(seed=seed, training_size=training_size), dataset_dir, quiet=True)
+        build_dataset(config, dataset_dir, quiet=True)
+    if not train_file_dir.is_dir():
+        build_dataset(dataclasses.replace(config, validation_part="train"), train_file_dir, quiet=True)
     if not model_dir.is_dir():
         t0 = time.time()
         train_model(dataset_dir, model_dir, TrainConfig(seed=seed, epochs=epochs))
         print(f"seed {seed}: trained in {time.time() - t0:.0f} s", flush=True)
-    return dataset_dir, model_dir
+    return dataset_dir, model_dir, train_file_dir
 
 
 def embed_folder(
@@ -209,13 +225,20 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
 
     work = Path(args.work) / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
-    dataset_dir, model_dir = prepare_model(work, seed, args.training_size, args.epochs)
-    train_rows = embed_folder(dataset_dir, model_dir, work / "embed-train", "training,validation")
+    dataset_dir, model_dir, train_file_dir = prepare_model(work, seed, args.training_size, args.epochs)
+    tag = model_dir.name.removeprefix("model-")
+    train_rows = embed_folder(dataset_dir, model_dir, work / f"embed-train-{tag}", "training,validation")
+    train_file_rows = embed_folder(
+        train_file_dir, model_dir, work / f"embed-train-file-validation-{tag}", schema.VALIDATION
+    )[schema.VALIDATION]
 
-    # Test-file images: the reference period, the clean pool, the shifted pools.
+    # Test-file images other than the data stage's validation rows: the reference period, the clean
+    # pool, the shifted pools.
     rng = np.random.default_rng(seed)
     test = load_idx_folder(args.source).test
-    order = rng.permutation(len(test.labels))
+    held_out = {str(i) for i in train_rows[schema.VALIDATION]["id"]}
+    free = np.array([i for i in range(len(test.labels)) if f"test-{i:05d}" not in held_out])
+    order = rng.permutation(free)
     n_period = PERIOD_DAYS * WINDOW
     period_idx, pool_idx = order[:n_period], order[n_period:]
     shifted_src = pool_idx[:SHIFTED_POOL]
@@ -238,9 +261,11 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
                 tags.append(f"{shift}/{strength}")
     start = np.datetime64("2026-10-01T00:00:00", "s").astype(np.int64)
     seconds = np.full(len(images), start, dtype=np.int64)
-    folder = image_folder(work / "scenario-images", images, np.asarray(labels), ids, seconds)
+    folder = image_folder(work / f"scenario-images-{tag}", images, np.asarray(labels), ids, seconds)
     t0 = time.time()
-    emb = embed_folder(folder, model_dir, work / "embed-scenarios", schema.PRODUCTION)[schema.PRODUCTION]
+    emb = embed_folder(folder, model_dir, work / f"embed-scenarios-{tag}", schema.PRODUCTION)[
+        schema.PRODUCTION
+    ]
     print(
         f"seed {seed}: {len(emb['score'])} scenario images embedded ({time.time() - t0:.0f} s incl. cache)",
         flush=True,
@@ -252,14 +277,19 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         return {key: v[k] for key, v in emb.items()}
 
     # Prepared folder: training and validation (train file), production = the reference period.
-    prepared = work / "prepared"
-    prepared.mkdir(exist_ok=True)
-    write_prepared(prepared / schema.prepared_file(schema.TRAINING), train_rows[schema.TRAINING])
-    write_prepared(prepared / schema.prepared_file(schema.VALIDATION), train_rows[schema.VALIDATION])
     period_rows = rows_of([f"test-{int(i):05d}" for i in period_idx])
     day0 = int(np.datetime64("2026-11-01T00:00:00", "us").astype(np.int64))
     offsets = (np.arange(n_period) // WINDOW) * 86_400_000_000 + rng.integers(0, 86_400_000_000, n_period)
-    write_prepared(prepared / schema.prepared_file(schema.PRODUCTION), period_rows, day0 + offsets)
+    folders = {}
+    for name, validation in (
+        ("prepared", train_rows[schema.VALIDATION]),
+        ("prepared-train-file", train_file_rows),
+    ):
+        prepared = folders[name] = work / f"{name}-{tag}"
+        prepared.mkdir(exist_ok=True)
+        write_prepared(prepared / schema.prepared_file(schema.TRAINING), train_rows[schema.TRAINING])
+        write_prepared(prepared / schema.prepared_file(schema.VALIDATION), validation)
+        write_prepared(prepared / schema.prepared_file(schema.PRODUCTION), period_rows, day0 + offsets)
 
     clean_ids = np.array([f"test-{int(i):05d}" for i in pool_idx])
     clean_labels = np.asarray(test.labels)[pool_idx]
@@ -294,7 +324,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         for f in SHARES
     }
     out: dict = {"seed": seed, "detectors": args.detectors, "calibrations": {}}
-    for cal_name, overrides in CALIBRATIONS.items():
+    for cal_name, (folder_name, overrides) in CALIBRATIONS.items():
+        prepared = folders[folder_name]
         t0 = time.time()
         cfg = dataclasses.replace(
             DriftConfig(projection="pca", thumbnails=False, seed=seed, detectors=args.detectors),
@@ -400,7 +431,7 @@ def print_tables(results: list[dict]) -> None:
                 )
     for lname in LEVELS:
         print(f"\n### Detection rate per shift, strength and share ({lname}; mean over seeds)\n")
-        cals = list(CALIBRATIONS)
+        cals = [c for c in CALIBRATIONS if all(c in r["calibrations"] for r in results)]
         print(
             "| shift | strength | " + " | ".join(f"{c} {int(f * 100)}%" for c in cals for f in SHARES) + " |"
         )
@@ -418,7 +449,7 @@ def print_tables(results: list[dict]) -> None:
                     for f in SHARES
                 ]
                 print(f"| {s} | {st} | " + " | ".join(f"{x:.2f}" for x in cells) + " |")
-    print("\n### Gain against train-file (today's calibration)\n")
+    print("\n### Gain against train-file (the training baseline's calibration before validation moved)\n")
     print(
         "| seed | level | calibration | false-alarm ratio (new / train-file) | medium 50% detection difference |"
     )
@@ -426,7 +457,7 @@ def print_tables(results: list[dict]) -> None:
     for r in results:
         for lname in LEVELS:
             old = r["calibrations"]["train-file"]["levels"][lname]
-            for cal in ("train+period", "period"):
+            for cal in [c for c in CALIBRATIONS if c != "train-file" and c in r["calibrations"]]:
                 new = r["calibrations"][cal]["levels"][lname]
                 ratio = (
                     f"{new['false_alarm'] / old['false_alarm']:.2f}"
@@ -456,6 +487,8 @@ def print_compare(before: list[dict], after: list[dict]) -> None:
         if old is None:
             continue
         for cal, res in r["calibrations"].items():
+            if cal not in old["calibrations"]:
+                continue
             for lname, lv in res["levels"].items():
                 ov = old["calibrations"][cal]["levels"][lname]
                 lo, hi = lv["wilson95"]

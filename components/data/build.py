@@ -93,34 +93,54 @@ def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.rando
 def check_sizes(config: DataConfig, source: Source) -> None:
     """A ConfigError when the split sizes ask for more rows than the source's parts hold."""
     n_train, n_test = len(source.train), len(source.test)
-    if config.training_size + config.validation_size > n_train:
+    if config.validation_part == "train" and config.training_size + config.validation_size > n_train:
         raise ConfigError(
             f"training_size={config.training_size} + validation_size={config.validation_size} = "
             f"{config.training_size + config.validation_size}: larger than the {n_train} usable rows of "
             f"the source's train part ({source.train.origin}); expected at most {n_train} together"
+        )
+    if config.training_size > n_train:
+        raise ConfigError(
+            f"training_size={config.training_size}: larger than the {n_train} usable rows of the "
+            f"source's train part ({source.train.origin}); expected at most {n_train}"
         )
     if config.production_size > n_test:
         raise ConfigError(
             f"production_size={config.production_size}: larger than the {n_test} usable rows of the "
             f"source's test part ({source.test.origin}); expected at most {n_test}"
         )
+    if config.validation_part == "test" and config.production_size + config.validation_size > n_test:
+        raise ConfigError(
+            f"production_size={config.production_size} + validation_size={config.validation_size} = "
+            f"{config.production_size + config.validation_size}: larger than the {n_test} usable rows "
+            f"of the source's test part ({source.test.origin}), which both come from with "
+            f"validation_part='test'; expected at most {n_test} together, or validation_part='train'"
+        )
 
 
 def make_splits(config: DataConfig, source: Source) -> dict[str, SplitRows]:
-    """Sample the three splits, stamp their times and degrade the production window."""
+    """Sample the three splits, stamp their times and degrade the production window.
+
+    Validation rows come from the part ``validation_part`` names; from the test part they never
+    overlap production (one permutation: production takes its head, validation the rows after it).
+    """
     check_sizes(config, source)
     rng_sample, rng_time, rng_damage = _rngs(config.seed)
     start = int(config.start.timestamp())
     days = config.production_days
 
     perm = rng_sample.permutation(len(source.train))
+    test_perm = rng_sample.permutation(len(source.test))
+    n_prod, n_val = config.production_size, config.validation_size
+    validation = (
+        (source.test, test_perm[n_prod : n_prod + n_val])
+        if config.validation_part == "test"
+        else (source.train, perm[config.training_size : config.training_size + n_val])
+    )
     picks = {
         schema.TRAINING: (source.train, perm[: config.training_size]),
-        schema.VALIDATION: (
-            source.train,
-            perm[config.training_size : config.training_size + config.validation_size],
-        ),
-        schema.PRODUCTION: (source.test, rng_sample.permutation(len(source.test))[: config.production_size]),
+        schema.VALIDATION: validation,
+        schema.PRODUCTION: (source.test, test_perm[:n_prod]),
     }
 
     splits: dict[str, SplitRows] = {}

@@ -56,8 +56,9 @@ def render_card(config, source, summary, grid_png: bytes) -> str:
     out = [
         "# Data card: Fashion-MNIST with degraded production images",
         "",
-        f"Source: {source.description}. Training and validation rows come from its train part, "
-        "production rows from its test part.",
+        f"Source: {source.description}. Training rows come from its train part, production rows from "
+        f"its test part, validation rows from its {config.validation_part} part"
+        + (" (disjoint from production)." if config.validation_part == "test" else "."),
         f"Production spans {config.production_days} days from {config.start.isoformat()} to "
         f"{config.end.isoformat()}; days {summary.window[0]} to {summary.window[1]} "
         f"({config.window_days} days) hold degraded images: {config.degraded_share:.0%} of their rows "

@@ -29,6 +29,7 @@ def data(
     training_size: int = 30000,
     validation_size: int = 3000,
     production_size: int = 6000,
+    validation_part: str = "test",
     production_days: int = 30,
     production_end: str = "2026-11-01T00:00:00Z",
     window_days: int = 7,

@@ -16,6 +16,8 @@ DEFAULT_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fas
 # Fixed, so that the output is reproducible; the prepare stage shifts times to "now".
 DEFAULT_PRODUCTION_END = "2026-11-01T00:00:00Z"
 CENTRED = -1  # window_start_day: the window is centred in production
+# validation_part: the source part validation rows come from (the source's "train" or "test" part)
+VALIDATION_PARTS = ("test", "train")
 
 
 class ConfigError(ValueError):
@@ -39,8 +41,15 @@ class DataConfig:
         "for a Hugging Face Hub data set (e.g. hf:zalando-datasets/fashion_mnist)",
     )
     training_size: int = param(30_000, "rows of the training split (from the source's train part)")
-    validation_size: int = param(3_000, "rows of the validation split (from the source's train part)")
+    validation_size: int = param(3_000, "rows of the validation split (from the part validation_part names)")
     production_size: int = param(6_000, "rows of the production split (from the source's test part)")
+    validation_part: str = param(
+        "test",
+        "part of the source the validation rows come from: 'test' (production's part, rows disjoint from "
+        "production: train keeps the checkpoint that is best on production-like data, and the drift "
+        "stage's calibration on validation rows then holds its false-alarm rate on clean production) or "
+        "'train' (training's part: the harmless gap between the parts can raise false drift alarms)",
+    )
     production_days: int = param(30, "days spanned by production")
     production_end: str = param(
         DEFAULT_PRODUCTION_END, "end of production, ISO 8601 (UTC); fixed so that the output is reproducible"
@@ -73,6 +82,10 @@ class DataConfig:
             raise ConfigError(
                 f"production_size={self.production_size}: expected at least production_days="
                 f"{self.production_days}, so that every production day has rows"
+            )
+        if self.validation_part not in VALIDATION_PARTS:
+            raise ConfigError(
+                f"validation_part={self.validation_part!r}: expected one of {', '.join(VALIDATION_PARTS)}"
             )
         try:
             self.end = parse_utc(self.production_end, "production_end", DEFAULT_PRODUCTION_END)

@@ -131,9 +131,12 @@ class CalibrationFacts:
         source = (
             "on clean rows of the same source as production (the reference period)"
             if self.same_source
-            else "on training-source rows: it holds for production like the training data; production "
-            "from another source (other cameras, another test set) can differ harmlessly and be flagged "
-            "more often (give reference_days or reference_dates to calibrate on production's own source)"
+            else "on the calibration rows named above: it holds for production from their source. The data "
+            "stage draws validation rows from production's source (validation_part='test'), so the harmless "
+            "gap between the training data and production is inside the calibration; rows from the training "
+            "data's source (validation_part='train') hold it only for production like the training data, "
+            "and production from another source (other cameras, another test set) can be flagged more "
+            "often: give reference_days or reference_dates to calibrate on production's own rows"
         )
         return f"Promised: {rule}, calibrated {source}."
 

@@ -293,6 +293,7 @@ def build_training_pipeline(
         training_size: int = DATA.training_size,
         validation_size: int = DATA.validation_size,
         production_size: int = DATA.production_size,
+        validation_part: str = DATA.validation_part,
         production_days: int = DATA.production_days,
         window_days: int = DATA.window_days,
         degraded_share: float = DATA.degraded_share,

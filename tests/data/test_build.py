@@ -145,6 +145,8 @@ def test_column_contract(tiny_built):
     assert all(re.fullmatch(r"(train|test)-\d{5}", i) for i in ids)
     assert all(i.startswith("test-") for i in dd[schema.PRODUCTION][C.IMAGE_ID])
     assert all(i.startswith("train-") for i in dd[schema.TRAINING][C.IMAGE_ID])
+    # validation comes from production's part by default, never the same image as a production row
+    assert all(i.startswith("test-") for i in dd[schema.VALIDATION][C.IMAGE_ID])
     production_ts = dd[schema.PRODUCTION][C.PREDICTION_TS]
     assert max(production_ts) < datetime(2026, 11, 1, tzinfo=UTC)
     assert min(production_ts) >= datetime(2026, 10, 2, tzinfo=UTC)
@@ -205,3 +207,30 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, tiny_config):
     build_dataset(tiny_config, out, overwrite=True, quiet=True)
     assert not (out / "keep").exists() and (out / "dataset_dict.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+
+
+@pytest.mark.parametrize("part", ["test", "train"])
+def test_validation_part_picks_the_source_part_and_never_overlaps(part, real_source, fashion_dir):
+    """Validation from production's part is disjoint from production; training and production stay the same."""
+    config = DataConfig(
+        source=str(fashion_dir),
+        training_size=500,
+        validation_size=300,
+        production_size=9000,
+        validation_part=part,
+        seed=3,
+    )
+    splits = make_splits(config, real_source)
+    ids = {name: set(rows.image_ids) for name, rows in splits.items()}
+    assert all(i.startswith(f"{part}-") for i in ids[schema.VALIDATION])
+    assert len(ids[schema.VALIDATION]) == 300
+    assert not ids[schema.VALIDATION] & ids[schema.PRODUCTION]
+    assert not ids[schema.VALIDATION] & ids[schema.TRAINING]
+    assert set(splits[schema.VALIDATION].degradation) == {schema.DEGRADATION_NONE}
+    other = make_splits(
+        DataConfig(**{**config.parameters(), "validation_part": "train" if part == "test" else "test"}),
+        real_source,
+    )
+    # the choice moves validation only: the same training and production images
+    assert set(other[schema.TRAINING].image_ids) == ids[schema.TRAINING]
+    assert set(other[schema.PRODUCTION].image_ids) == ids[schema.PRODUCTION]

@@ -38,6 +38,7 @@ from components.data.config import ConfigError, DataConfig
         (dict(rotation_max=200.0), r"rotation_max=200\.0: expected"),
         (dict(blur_min=0.0), r"blur_min=0\.0, blur_max=2\.0: expected 0 < blur_min <= blur_max"),
         (dict(seed=-1), r"seed=-1: expected a whole number of at least 0"),
+        (dict(validation_part="val"), r"validation_part='val': expected one of test, train"),
     ],
 )
 def test_bad_parameter(kwargs, message):
@@ -60,9 +61,18 @@ def test_defaults():
     ("kwargs", "message"),
     [
         (
-            dict(training_size=58000, validation_size=3000),
+            dict(training_size=58000, validation_size=3000, validation_part="train"),
             r"training_size=58000 \+ validation_size=3000 = 61000: larger than the 60000 usable rows "
             r"of the source's train part \(.*train-images-idx3-ubyte\.gz\)",
+        ),
+        (
+            dict(training_size=60001),
+            r"training_size=60001: larger than the 60000 usable rows of the source's train part",
+        ),
+        (
+            dict(production_size=8000, validation_size=3000),
+            r"production_size=8000 \+ validation_size=3000 = 11000: larger than the 10000 usable rows "
+            r"of the source's test part .*validation_part='train'",
         ),
         (dict(production_size=10001), r"production_size=10001: larger than the 10000 usable rows"),
     ],

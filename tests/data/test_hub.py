@@ -90,7 +90,12 @@ def test_build_through_load_dataset(hub_like, tmp_path):
         (repo / "data").mkdir(parents=True, exist_ok=True)
         ds.to_parquet(str(repo / "data" / f"{split}-00000-of-00001.parquet"))
     config = DataConfig(
-        source=f"hf:{repo}", training_size=80, validation_size=20, production_size=60, degraded_share=1.0
+        source=f"hf:{repo}",
+        training_size=80,
+        validation_size=20,
+        production_size=60,
+        degraded_share=1.0,
+        validation_part="train",  # the tiny test split holds production only
     )
     summary = build_dataset(config, tmp_path / "dataset", quiet=True)
     assert summary.rows == {schema.TRAINING: 80, schema.VALIDATION: 20, schema.PRODUCTION: 60}
@@ -103,7 +108,12 @@ def test_build_through_load_dataset(hub_like, tmp_path):
 
 def test_hub_too_small_for_the_sizes(hub_like, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda name: hub_like)
-    config = DataConfig(source="hf:zalando-datasets/fashion_mnist", training_size=100, validation_size=30)
-    with pytest.raises(ValueError, match=r"larger than the 120 usable rows of the source's train part"):
+    config = DataConfig(
+        source="hf:zalando-datasets/fashion_mnist",
+        training_size=100,
+        validation_size=30,
+        validation_part="train",
+    )
+    with pytest.raises(ValueError, match=r"larger than the 120 usable rows of the source.s train part"):
         build_dataset(config, tmp_path / "dataset")
     assert list(tmp_path.iterdir()) == []

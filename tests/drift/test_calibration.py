@@ -84,8 +84,12 @@ def _gapped(df: pd.DataFrame, offset: np.ndarray) -> pd.DataFrame:
     return df
 
 
-def _folder(tmp_path, seed=0, harmful_days=(), gap=2.5):
-    """Training and validation from one source; production (every day) from another, a harmless gap away."""
+def _folder(tmp_path, seed=0, harmful_days=(), gap=2.5, validation_from_production=False):
+    """Training and validation from one source; production (every day) from another, a harmless gap away.
+
+    ``validation_from_production``: validation rows from production's source instead (the data
+    stage's default, ``validation_part='test'``).
+    """
     rng = np.random.default_rng(seed)
     offset = np.random.default_rng(5).normal(size=16) / 4 * gap
     folder = tmp_path / f"p{seed}"
@@ -94,8 +98,9 @@ def _folder(tmp_path, seed=0, harmful_days=(), gap=2.5):
         make_rows(rng, 1500, start - pd.Timedelta(days=60), pd.Timedelta(days=30), prefix="tr"),
         folder / schema.prepared_file(schema.TRAINING),
     )
+    validation = make_rows(rng, 600, start - pd.Timedelta(days=30), pd.Timedelta(days=5), prefix="va")
     write_table(
-        make_rows(rng, 600, start - pd.Timedelta(days=30), pd.Timedelta(days=5), prefix="va"),
+        _gapped(validation, offset) if validation_from_production else validation,
         folder / schema.prepared_file(schema.VALIDATION),
     )
     days = []
@@ -143,6 +148,22 @@ def test_the_reference_period_absorbs_the_source_gap_and_keeps_the_harmful_days(
         assert result.metrics["windows_reference"] == PERIOD
         assert "reference period 2026-11-16/2026-11-21" in result.summary[1]
         assert "Promised: a false alert on this run's 7 windows with probability 0.05" in result.summary[1]
+
+
+def test_validation_rows_from_productions_source_absorb_the_gap_without_a_period(tmp_path):
+    """The default: a training reference calibrated on validation rows of production's source."""
+    harmful = [(END - pd.Timedelta(days=DAYS - d)).strftime("%Y-%m-%d") for d in (8, 9)]
+    training_source = run_drift(
+        *[_folder(tmp_path, harmful_days=(8, 9))] * 2, None, None, DriftConfig(**FAST)
+    )
+    assert len(_flagged(training_source)) > 2  # the same production, validation from training's source
+    folder = _folder(tmp_path / "v", harmful_days=(8, 9), validation_from_production=True)
+    result = run_drift(folder, folder, None, None, DriftConfig(**FAST))
+    assert _flagged(result) == harmful
+    assert (result.table["status"] == "ok").all()  # no period: every window is tested
+    facts = result.calibration
+    assert facts is not None and facts.windows_tested == DAYS and facts.reference_period == ""
+    assert facts.calibration.startswith("validation rows")
 
 
 def test_reference_and_calibration_rows_never_overlap_and_lie_in_the_period(tmp_path):
@@ -249,14 +270,15 @@ def test_the_stage_tests_each_window_at_the_runs_level(tmp_path):
         assert ((ok["p_value"] <= ok["level"] * (1 + 1e-9)) | ~ok["flagged"]).all()
 
 
-def test_without_a_period_the_summary_says_the_promise_is_for_training_like_data(tmp_path):
+def test_without_a_period_the_summary_says_which_source_the_promise_holds_for(tmp_path):
     folder = _folder(tmp_path, seed=7, gap=0.0)
     result = run_drift(folder, folder, None, None, DriftConfig(**FAST))
     facts = result.calibration
     assert facts is not None and not facts.same_source and facts.reference_period == ""
     assert facts.windows_tested == DAYS and facts.alert_rule == SIDAK
     assert facts.window_level == pytest.approx(1 - 0.95 ** (1 / DAYS))
-    assert "calibrated on training-source rows" in result.summary[1]
+    assert "calibrated on the calibration rows named above" in result.summary[1]
+    assert "validation_part='train') hold it only for production like the training data" in result.summary[1]
     assert "validation rows" in result.summary[1]
     assert result.metrics["calibrated_on_production_source"] == 0.0
 
