@@ -27,7 +27,7 @@ import shutil
 import time
 from pathlib import Path
 
-from components.common.augment import resolve_augment
+from components.common.explanation import resolve_augment
 from components.common.registry import open_registry
 from components.pipelines.local import run_local
 
