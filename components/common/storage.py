@@ -857,14 +857,15 @@ def _put(
     _BREAKER.check(endpoint, first=True)
     if scheme == "gs":
         blob = _gcs_client(config).bucket(bucket).blob(key)
-        condition = {"if_generation_match": 0} if only_if_absent else {}
+        gcs_condition: dict[str, Any] = {"if_generation_match": 0} if only_if_absent else {}
         _gcs_once(
-            config, lambda kw: blob.upload_from_string(data, content_type=content_type, **condition, **kw)
+            config,
+            lambda kw: blob.upload_from_string(data, content_type=content_type, **gcs_condition, **kw),
         )
     else:
-        condition = {"IfNoneMatch": "*"} if only_if_absent else {}
+        s3_condition: dict[str, Any] = {"IfNoneMatch": "*"} if only_if_absent else {}
         _s3_client(config, scheme).put_object(
-            Bucket=bucket, Key=key, Body=data, ContentType=content_type, **condition
+            Bucket=bucket, Key=key, Body=data, ContentType=content_type, **s3_condition
         )
     _BREAKER.success(endpoint)
 
