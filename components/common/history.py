@@ -14,9 +14,11 @@ local path, or a ``gs://``, ``s3://`` or ``minio://`` URI of ONE Parquet file):
    or one object PUT).
 
 :func:`update_history` does the four in order. A re-run of the same batch replaces its windows and
-never duplicates them. Two runs writing the same history at the same moment can lose one run's
-rows (read, merge, write is not a transaction): schedule the monitoring pipeline with at most one
-run at a time.
+never duplicates them. Two runs writing the same history at the same moment both keep their rows
+(:func:`read_change_write`): in a bucket the write is conditional on the version read (GCS
+``ifGenerationMatch``, S3 ``If-Match``), and a run whose write is refused reads the other run's
+table and merges again; on disk the read, merge and write hold an exclusive lock on the folder
+holding the history.
 
 Late labels (the arize stage's ``actuals`` entry point) add two columns, :data:`LATE_LABEL_COLUMNS`:
 per window, ``labelled_rows`` (predictions of the window with a late label) and ``correct_rows``
@@ -30,11 +32,18 @@ them over to the windows a run computes again (their ``accuracy`` stays the late
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -78,17 +87,26 @@ def read_history(uri: str, config: storage.StorageConfig | None = None) -> pd.Da
     Raises:
         HistoryError: the object cannot be read, or is not a Parquet table; the message names the URI.
     """
+    return _read_versioned(uri, config)[0]
+
+
+def _read_versioned(uri: str, config: storage.StorageConfig | None) -> tuple[pd.DataFrame | None, str]:
+    """The stored history and its version (a bucket object's generation or ETag; ``""``: none, or on disk)."""
+    version = ""
     try:
-        data = storage.read_bytes(uri, config=config)
+        if storage.is_remote(uri):
+            data, version = storage.read_versioned(uri, config=config)
+        else:
+            data = storage.read_bytes(uri, config=config)
     except FileNotFoundError:
-        return None
+        return None, ""
     except OSError as err:  # storage.StorageError: endpoint, credentials, network
         raise HistoryError(
             f"history_uri={uri!r}: could not read the drift history ({err}); check the storage "
             "endpoint and credentials, or set history_uri='' to run without history"
         ) from err
     try:
-        return pd.read_parquet(io.BytesIO(data))
+        return pd.read_parquet(io.BytesIO(data)), version
     except Exception as err:  # pyarrow raises several types for a damaged or foreign file
         raise HistoryError(
             f"history_uri={uri!r}: not a readable Parquet table ({type(err).__name__}: {err}); it was "
@@ -182,11 +200,72 @@ def _carry_late_labels(replaced: pd.DataFrame, run_rows: pd.DataFrame, late: lis
 def write_history(uri: str, table: pd.DataFrame, config: storage.StorageConfig | None = None) -> None:
     """Write the whole history at ``uri``: a local temporary file renamed into place, or one object PUT."""
     if storage.is_remote(uri):
-        buf = io.BytesIO()
-        table.to_parquet(buf, index=False)
-        storage.write_bytes(uri, buf.getvalue(), PARQUET_TYPE, config=config)
+        storage.write_bytes(uri, _parquet(table), PARQUET_TYPE, config=config)
     else:
         write_with_atomic(uri, lambda tmp: table.to_parquet(tmp, index=False))
+
+
+def _parquet(table: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+# Conditional writes refused in a row before a run gives up (each retry reads the newer table).
+WRITE_ATTEMPTS = 10
+_T = TypeVar("_T")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock (``flock``) on the folder holding ``path``, held while the block runs.
+
+    The folder, not a lock file: nothing is left beside the history, and a lock file removed while
+    another run waits on it would let two runs in at once.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_change_write(
+    uri: str,
+    change: Callable[[pd.DataFrame | None], tuple[pd.DataFrame | None, _T]],
+    config: storage.StorageConfig | None = None,
+) -> tuple[pd.DataFrame | None, _T]:
+    """Read the history, ``change`` it and write the result back without losing another run's write.
+
+    ``change(history)`` (None: no history yet) returns the table to write (None: write nothing) and
+    a result; it may run more than once and must only compute. Returns the history it last read
+    and that result. In a bucket the write is conditional on the version read; when another run
+    wrote in between it is refused, and the history is read and changed again (up to
+    :data:`WRITE_ATTEMPTS` times, with a short random pause). On disk an exclusive lock on the folder
+    holding the history covers the read, the change and the write.
+
+    Raises:
+        HistoryError: the history cannot be read, or every attempt was refused.
+    """
+    if not storage.is_remote(uri):
+        with _locked(Path(uri)):
+            history = read_history(uri, config)
+            table, result = change(history)
+            if table is not None:
+                write_history(uri, table, config)
+            return history, result
+    for attempt in range(WRITE_ATTEMPTS):
+        history, version = _read_versioned(uri, config)
+        table, result = change(history)
+        if table is None or storage.replace_bytes(uri, _parquet(table), version, PARQUET_TYPE, config=config):
+            return history, result
+        time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # another run wrote it: read again
+    raise HistoryError(
+        f"history_uri={uri!r}: other runs wrote the drift history first {WRITE_ATTEMPTS} times in a row, "
+        "so this run's windows were not recorded; run it again (at most a few runs at a time)"
+    )
 
 
 def update_history(
@@ -206,11 +285,14 @@ def update_history(
         HistoryError: the stored history is unreadable or has other columns (it is left unchanged).
     """
     run_rows = stamp(table, recorded_at or datetime.now(UTC), model_version)
-    history = read_history(uri, config)
-    if history is not None:
-        check_columns(history, run_rows, uri)
-    merged, replaced = merge_history(history, run_rows)
-    write_history(uri, merged, config)
+
+    def merge(history: pd.DataFrame | None) -> tuple[pd.DataFrame, tuple[pd.DataFrame, int]]:
+        if history is not None:
+            check_columns(history, run_rows, uri)
+        merged, replaced = merge_history(history, run_rows)
+        return merged, (merged, replaced)
+
+    history, (merged, replaced) = read_change_write(uri, merge, config)
     return HistoryUpdate(
         merged, this_run_mask(merged, run_rows), uri, 0 if history is None else len(history), replaced
     )
@@ -324,17 +406,18 @@ def update_accuracy(
     Raises:
         HistoryError: the stored history cannot be read, or lacks the window columns.
     """
-    history = read_history(uri, config)
-    if history is None:
-        return None
-    needed = [*KEY, "window_end", ACCURACY]
-    missing = [c for c in needed if c not in history.columns]
-    if missing:
-        raise HistoryError(
-            f"history_uri={uri!r}: no column(s) {', '.join(missing)}; not a drift history (it was left "
-            "unchanged): give the history_uri the monitoring pipeline writes"
-        )
-    update = apply_labels(history, labels)
-    if update.changed:
-        write_history(uri, update.table, config)
-    return update
+
+    def label(history: pd.DataFrame | None) -> tuple[pd.DataFrame | None, AccuracyUpdate | None]:
+        if history is None:
+            return None, None
+        needed = [*KEY, "window_end", ACCURACY]
+        missing = [c for c in needed if c not in history.columns]
+        if missing:
+            raise HistoryError(
+                f"history_uri={uri!r}: no column(s) {', '.join(missing)}; not a drift history (it was "
+                "left unchanged): give the history_uri the monitoring pipeline writes"
+            )
+        update = apply_labels(history, labels)
+        return (update.table if update.changed else None), update
+
+    return read_change_write(uri, label, config)[1]

@@ -836,20 +836,22 @@ def write_bytes(
         return str(path)
     config = config or StorageConfig.from_env()
     try:
-        _put(uri, data, content_type, config, only_if_absent=False)
+        _put(uri, data, content_type, config, match=None)
     except Exception as exc:  # re-raised with the URI and endpoint named
         raise _fail("writing", uri, config, split_uri(uri)[0], exc) from exc
     return link_for(uri, config)
 
 
 def _put(
-    uri: str, data: bytes, content_type: str | None, config: StorageConfig, *, only_if_absent: bool
+    uri: str, data: bytes, content_type: str | None, config: StorageConfig, *, match: str | None
 ) -> None:
     """One object upload to GCS or S3 (atomic there: readers see all of it or nothing).
 
-    ``only_if_absent``: the store refuses it when the object exists (GCS ``ifGenerationMatch=0``,
-    S3 ``If-None-Match: *``). The endpoint's breaker is checked first and told of a success;
-    failures are left to the caller.
+    ``match``: None writes whatever is there; ``""`` only if the object is absent (GCS
+    ``ifGenerationMatch=0``, S3 ``If-None-Match: *``); a version from :func:`read_versioned` only if
+    the object is still that version (GCS ``ifGenerationMatch=<generation>``, S3 ``If-Match: <ETag>``).
+    The store answers 412 when the condition fails. The endpoint's breaker is checked first and told
+    of a success; failures are left to the caller.
     """
     scheme, bucket, key = split_uri(uri)
     content_type = content_type or "application/octet-stream"
@@ -857,13 +859,15 @@ def _put(
     _BREAKER.check(endpoint, first=True)
     if scheme == "gs":
         blob = _gcs_client(config).bucket(bucket).blob(key)
-        gcs_condition: dict[str, Any] = {"if_generation_match": 0} if only_if_absent else {}
+        gcs_condition: dict[str, Any] = {} if match is None else {"if_generation_match": int(match or 0)}
         _gcs_once(
             config,
             lambda kw: blob.upload_from_string(data, content_type=content_type, **gcs_condition, **kw),
         )
     else:
-        s3_condition: dict[str, Any] = {"IfNoneMatch": "*"} if only_if_absent else {}
+        s3_condition: dict[str, Any] = (
+            {} if match is None else {"IfMatch": match} if match else {"IfNoneMatch": "*"}
+        )
         _s3_client(config, scheme).put_object(
             Bucket=bucket, Key=key, Body=data, ContentType=content_type, **s3_condition
         )
@@ -900,6 +904,77 @@ def read_bytes(uri: str, *, config: StorageConfig | None = None) -> bytes:
     return data
 
 
+def read_versioned(uri: str, *, config: StorageConfig | None = None) -> tuple[bytes, str]:
+    """The bytes of a bucket object and its version: the GCS generation or the S3 ETag.
+
+    Give the version to :func:`replace_bytes` to write the object back only if nobody wrote it in
+    between. The version is read before the bytes: if the object changes between the two, the bytes
+    are newer than the version and the conditional write fails, so the caller reads again.
+
+    Raises:
+        FileNotFoundError: no such object. ValueError: ``uri`` is not a gs://, s3:// or minio:// URI.
+        StorageError: the store could not be reached or refused (the URI and endpoint named).
+    """
+    if not is_remote(uri):
+        raise ValueError(f"{uri}: read_versioned reads bucket objects (gs://, s3://, minio://)")
+    config = config or StorageConfig.from_env()
+    scheme, bucket, key = split_uri(uri)
+    endpoint = config.endpoint_name(scheme)
+    try:
+        _BREAKER.check(endpoint, first=True)
+        if scheme == "gs":
+            gcs_bucket = _gcs_client(config).bucket(bucket)
+            blob = _gcs_once(config, lambda kw: gcs_bucket.get_blob(key, **kw))
+            if blob is None:
+                raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object")
+            version = str(blob.generation)
+            data: bytes = _gcs_once(config, lambda kw: blob.download_as_bytes(**kw))
+        else:
+            response = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)
+            version = str(response["ETag"])
+            data = response["Body"].read()
+    except FileNotFoundError:
+        _BREAKER.success(endpoint)
+        raise
+    except Exception as exc:
+        if _is_not_found(exc):
+            _BREAKER.success(endpoint)
+            raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object") from exc
+        raise _fail("reading", uri, config, scheme, exc) from exc
+    _BREAKER.success(endpoint)
+    return data, version
+
+
+def replace_bytes(
+    uri: str,
+    data: bytes,
+    version: str,
+    content_type: str | None = None,
+    *,
+    config: StorageConfig | None = None,
+) -> bool:
+    """Write ``data`` at a bucket URI only if the object is still ``version`` (``""``: still absent).
+
+    ``version`` comes from :func:`read_versioned`. True: written. False: another writer got there
+    first (HTTP 412; 409 while another conditional write is in flight; 404 when it was deleted), so
+    read again, redo the change and try again. The check and the write are one step of the store.
+    """
+    if not version:
+        return create_bytes(uri, data, content_type, config=config)
+    if not is_remote(uri):
+        raise ValueError(f"{uri}: replace_bytes writes bucket objects (gs://, s3://, minio://)")
+    config = config or StorageConfig.from_env()
+    scheme = split_uri(uri)[0]
+    try:
+        _put(uri, data, content_type, config, match=version)
+    except Exception as exc:
+        if not any(_status(e) in (404, 409, 412) for e in _causes(exc)) and not _is_not_found(exc):
+            raise _fail("replacing", uri, config, scheme, exc) from exc
+        _BREAKER.success(config.endpoint_name(scheme))  # the store answered: refused, not down
+        return False
+    return True
+
+
 def create_bytes(
     uri: str, data: bytes, content_type: str | None = None, *, config: StorageConfig | None = None
 ) -> bool:
@@ -918,7 +993,7 @@ def create_bytes(
     config = config or StorageConfig.from_env()
     scheme = split_uri(uri)[0]
     try:
-        _put(uri, data, content_type, config, only_if_absent=True)
+        _put(uri, data, content_type, config, match="")
     except Exception as exc:
         if not any(_status(e) in (409, 412) for e in _causes(exc)):
             raise _fail("creating", uri, config, scheme, exc) from exc
