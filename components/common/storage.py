@@ -884,24 +884,16 @@ def read_bytes(uri: str, *, config: StorageConfig | None = None) -> bytes:
         if not path.is_file():
             raise FileNotFoundError(f"{uri}: no such file")
         return path.read_bytes()
-    config = config or StorageConfig.from_env()
-    scheme, bucket, key = split_uri(uri)
-    endpoint = config.endpoint_name(scheme)
-    try:
-        _BREAKER.check(endpoint, first=True)
+
+    def fetch(config: StorageConfig, scheme: str, bucket: str, key: str) -> bytes:
         if scheme == "gs":
             blob = _gcs_client(config).bucket(bucket).blob(key)
             data: bytes = _gcs_once(config, lambda kw: blob.download_as_bytes(**kw))
-        else:
-            response = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)
-            data = response["Body"].read()
-    except Exception as exc:
-        if _is_not_found(exc):
-            _BREAKER.success(endpoint)
-            raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object") from exc
-        raise _fail("reading", uri, config, scheme, exc) from exc
-    _BREAKER.success(endpoint)
-    return data
+            return data
+        body: bytes = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    return _read_object(uri, config or StorageConfig.from_env(), fetch)
 
 
 def read_versioned(uri: str, *, config: StorageConfig | None = None) -> tuple[bytes, str]:
@@ -917,22 +909,34 @@ def read_versioned(uri: str, *, config: StorageConfig | None = None) -> tuple[by
     """
     if not is_remote(uri):
         raise ValueError(f"{uri}: read_versioned reads bucket objects (gs://, s3://, minio://)")
-    config = config or StorageConfig.from_env()
-    scheme, bucket, key = split_uri(uri)
-    endpoint = config.endpoint_name(scheme)
-    try:
-        _BREAKER.check(endpoint, first=True)
+
+    def fetch(config: StorageConfig, scheme: str, bucket: str, key: str) -> tuple[bytes, str]:
         if scheme == "gs":
             gcs_bucket = _gcs_client(config).bucket(bucket)
             blob = _gcs_once(config, lambda kw: gcs_bucket.get_blob(key, **kw))
             if blob is None:
                 raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object")
-            version = str(blob.generation)
+            generation = str(blob.generation)  # before the download, which may overwrite it
             data: bytes = _gcs_once(config, lambda kw: blob.download_as_bytes(**kw))
-        else:
-            response = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)
-            version = str(response["ETag"])
-            data = response["Body"].read()
+            return data, generation
+        response = _s3_client(config, scheme).get_object(Bucket=bucket, Key=key)
+        body: bytes = response["Body"].read()
+        return body, str(response["ETag"])
+
+    return _read_object(uri, config or StorageConfig.from_env(), fetch)
+
+
+def _read_object(uri: str, config: StorageConfig, fetch: Callable[[StorageConfig, str, str, str], _T]) -> _T:
+    """``fetch(config, scheme, bucket, key)`` behind the endpoint's breaker, its errors named.
+
+    A missing object is a FileNotFoundError (the store answered: the breaker is told of a success);
+    any other failure a StorageError naming the URI and the endpoint.
+    """
+    scheme, bucket, key = split_uri(uri)
+    endpoint = config.endpoint_name(scheme)
+    try:
+        _BREAKER.check(endpoint, first=True)
+        result = fetch(config, scheme, bucket, key)
     except FileNotFoundError:
         _BREAKER.success(endpoint)
         raise
@@ -942,7 +946,7 @@ def read_versioned(uri: str, *, config: StorageConfig | None = None) -> tuple[by
             raise FileNotFoundError(f"{uri}{_where(config, scheme)}: no such object") from exc
         raise _fail("reading", uri, config, scheme, exc) from exc
     _BREAKER.success(endpoint)
-    return data, version
+    return result
 
 
 def replace_bytes(
