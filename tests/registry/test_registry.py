@@ -9,6 +9,7 @@ import pytest
 
 from components.common import registry, storage
 from components.common.registry import ConflictError, RegistryError
+from tests.storage.conftest import recorded_gcs_requests
 
 from .conftest import BACKENDS
 
@@ -182,19 +183,8 @@ def test_create_bytes_creates_once_on_local_disk(tmp_path):
 @pytest.mark.parametrize("root", ["gcs"], indirect=True)
 def test_gcs_create_sends_if_generation_match_zero(root):
     uri, config = root
-    client = storage._gcs_client(config)
-    sent: list[str] = []
-    original = client._http.request
-
-    def recording(method, url, *args, **kwargs):
-        sent.append(f"{method} {url}")
-        return original(method, url, *args, **kwargs)
-
-    client._http.request = recording
-    try:
+    with recorded_gcs_requests(config) as sent:
         assert storage.create_bytes(storage.join(uri, "x.json"), b"{}", config=config) is True
-    finally:
-        client._http.request = original
     uploads = [s for s in sent if s.startswith("POST") and "/upload/" in s]
     assert uploads and all("ifGenerationMatch=0" in s for s in uploads), sent
 

@@ -6,6 +6,7 @@ and stops that process (by its own id) at the end of the session.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -140,3 +141,23 @@ def service_account_key(tmp_path_factory):
     path = tmp_path_factory.mktemp("sa") / "key.json"
     path.write_text(json.dumps(info))
     return path, key.public_key()
+
+
+@contextlib.contextmanager
+def recorded_gcs_requests(config):
+    """Every HTTP request the GCS client of ``config`` sends inside the block, as ``"METHOD URL"``."""
+    from components.common import storage
+
+    client = storage._gcs_client(config)
+    sent: list[str] = []
+    original = client._http.request
+
+    def recording(method, url, *args, **kwargs):
+        sent.append(f"{method} {url}")
+        return original(method, url, *args, **kwargs)
+
+    client._http.request = recording
+    try:
+        yield sent
+    finally:
+        client._http.request = original

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from components.common import history, storage
+from tests.storage.conftest import recorded_gcs_requests
 
 
 def _window(day: int) -> pd.DataFrame:
@@ -135,19 +136,8 @@ def test_gcs_history_writes_send_the_generation_they_read(history_uri):
     uri, config = history_uri
     history.update_history(uri, _window(1), config=config)
     _, generation = storage.read_versioned(uri, config=config)
-    client = storage._gcs_client(config)
-    sent: list[str] = []
-    original = client._http.request
-
-    def recording(method, url, *args, **kwargs):
-        sent.append(f"{method} {url}")
-        return original(method, url, *args, **kwargs)
-
-    client._http.request = recording
-    try:
+    with recorded_gcs_requests(config) as sent:
         history.update_history(uri, _window(2), config=config)
-    finally:
-        client._http.request = original
     uploads = [s for s in sent if s.startswith("POST") and "/upload/" in s]
     assert uploads and all(f"ifGenerationMatch={generation}" in s for s in uploads), sent
     assert _days(uri, config) == [1, 2]
