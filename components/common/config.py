@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -48,6 +49,41 @@ def param(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+# The model-running settings embed and evaluate share (command line only; see components/common/inference.py).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def threads_param() -> Any:
+    """The ``threads`` field of a stage that runs the model."""
+    return param(0, "torch CPU threads (0 = half the cores)", component=False)
+
+
+def device_param() -> Any:
+    """The ``device`` field of a stage that runs the model."""
+    return param("", "cpu, cuda, cuda:1 ... ('' = cuda when there is one)", component=False)
+
+
+def precision_param() -> Any:
+    """The ``precision`` field of a stage that runs the model."""
+    return param(
+        "auto",
+        "autocast precision on CUDA (auto: bf16, else fp16; CPU: fp32)",
+        component=False,
+        choices=PRECISIONS,
+    )
+
+
+def json_object(text: str, setting: str, example: str) -> dict[str, Any]:
+    """A setting that holds a JSON object (``""`` = ``{}``); a ValueError names ``setting`` and gives ``example``."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        raise ValueError(f"{setting}: not JSON ({exc}); give a JSON object such as {example}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{setting}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _fields(config_cls: type) -> tuple[dataclasses.Field[Any], ...]:

@@ -161,18 +161,10 @@ def register_model(
     summary and the gate's verdict) under ``evaluation``, the data fingerprints, ``run`` and
     ``reason``. Returns the version (``v3``).
     """
-    import json
-
     from components.common import registry
+    from components.common.config import json_object
 
-    try:
-        extra = json.loads(metrics_json or "{}")
-    except ValueError as exc:
-        raise ValueError(
-            f'metrics_json: not JSON ({exc}); give a JSON object such as {{"accuracy": 0.9}}'
-        ) from exc
-    if not isinstance(extra, dict):
-        raise ValueError(f"metrics_json: expected a JSON object, got {type(extra).__name__}")
+    extra = json_object(metrics_json, "metrics_json", '{"accuracy": 0.9}')
     metrics = {"training": registry.metrics_from_model_folder(model.path)}
     if extra:
         metrics["evaluation"] = extra

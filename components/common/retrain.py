@@ -27,10 +27,11 @@ the training data set's production split is the monitored data.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from components.common.config import json_object
 
 DEFAULT_KFP_HOST = "http://ml-pipeline.kubeflow:8888"  # the KFP API inside the cluster
 DEFAULT_EXPERIMENT = "fashion-drift-retraining"
@@ -112,15 +113,7 @@ def training_arguments(
 
 def parse_params(text: str) -> dict[str, Any]:
     """``retrain_params``: a JSON object of further training-pipeline parameters (``""`` = none)."""
-    try:
-        value = json.loads(text or "{}")
-    except ValueError as exc:
-        raise ValueError(
-            f'retrain_params: not JSON ({exc}); give a JSON object such as {{"source": "gs://bucket/data"}}'
-        ) from exc
-    if not isinstance(value, dict):
-        raise ValueError(f"retrain_params: expected a JSON object, got {type(value).__name__}")
-    return value
+    return json_object(text, "retrain_params", '{"source": "gs://bucket/data"}')
 
 
 def start_training_run(

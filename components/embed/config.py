@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from components.common import schema
-from components.common.config import param
+from components.common.config import PRECISIONS, device_param, param, precision_param, threads_param
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # torch.compile modes of the forward pass ("none": eager); reduce-overhead replays CUDA graphs.
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 TRANSFORM_DEVICES = ("auto", "cpu", "model")
@@ -58,14 +57,9 @@ class EmbedConfig:
         "let a model trained with profile=cluster (or device cuda) run on CPU when CUDA is unavailable "
         "(False: fail at once, naming the NVIDIA driver the images need)",
     )
-    threads: int = param(0, "torch CPU threads (0 = half the cores)", component=False)
-    device: str = param("", "cpu, cuda, cuda:1 ... ('' = cuda when there is one)", component=False)
-    precision: str = param(
-        "auto",
-        "autocast precision on CUDA (auto: bf16, else fp16; CPU: fp32)",
-        component=False,
-        choices=PRECISIONS,
-    )
+    threads: int = threads_param()
+    device: str = device_param()
+    precision: str = precision_param()
     decode_workers: int = param(
         -1, "decoding processes (0: a thread; -1: 0 on CPU, up to 4 on GPU)", component=False
     )

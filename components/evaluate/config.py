@@ -10,12 +10,11 @@ import math
 from dataclasses import dataclass
 
 from components.common import schema
-from components.common.config import param
+from components.common.config import device_param, param, precision_param, threads_param
 
 DECISIONS = ("promote", "candidate")  # the gate's outcome: promote the candidate, or keep it a candidate
 PROMOTE, CANDIDATE = DECISIONS
 AUTO = "auto"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def parse_eval_splits(splits: str) -> list[str]:
@@ -126,14 +125,9 @@ class EvaluateConfig:
         "Let a model trained with profile=cluster run on CPU when CUDA is unavailable (False: fail at "
         "once, naming the NVIDIA driver the images need).",
     )
-    threads: int = param(0, "torch CPU threads (0 = half the cores)", component=False)
-    device: str = param("", "cpu, cuda, cuda:1 ... ('' = cuda when there is one)", component=False)
-    precision: str = param(
-        "auto",
-        "autocast precision on CUDA (auto: bf16, else fp16; CPU: fp32)",
-        component=False,
-        choices=PRECISIONS,
-    )
+    threads: int = threads_param()
+    device: str = device_param()
+    precision: str = precision_param()
 
     def __post_init__(self) -> None:
         parse_eval_splits(self.eval_splits)
